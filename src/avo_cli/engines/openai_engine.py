@@ -1,0 +1,520 @@
+"""The OpenAI engine: any OpenAI-compatible Chat Completions server.
+
+Two stages per document (summary, then checklist), each one Chat Completions
+call with structured outputs derived from the pydantic draft models. Only this
+module imports ``openai`` (and only when a worker loads the engine).
+
+Failure policy (the worker retries ``TransientJobError`` jobs up to
+``max_attempts`` with its own back-off):
+
+* requests are retried here by tenacity (the SDK's own retries are off):
+  429 (not ``insufficient_quota``), 408/409, 5xx, connection errors and
+  timeouts, with exponential back-off and jitter, honouring ``Retry-After`` /
+  ``retry-after-ms`` (capped). When the tries are exhausted: TransientJobError.
+* 400/401/403/404/422, ``insufficient_quota``, refusals, ``finish_reason`` of
+  ``length``/``content_filter``: PermanentJobError at once.
+* a server that rejects ``json_schema`` response formats is asked again with
+  ``json_object`` and then with the schema in the prompt only; the working mode
+  is remembered for the engine's life.
+* an answer that is not valid JSON for the schema gets one repair round-trip
+  showing the model its errors; if that fails too the job is *transient*: a
+  sampled model that answered garbage once often answers well on the next
+  attempt, and the worker's ``max_attempts`` bounds the cost.
+
+Messages never contain the API key: they are built from the status code and
+the error body, then scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from avo_cli.engines.base import Document, StageResult, SummaryDraft, Usage
+from avo_cli.engines.openai_parse import AnswerError, estimate_tokens, parse_answer, split_document
+from avo_cli.engines.openai_prompts import (
+    CHECKLIST_SCHEMA_NAME,
+    CHECKLIST_SYSTEM,
+    PROMPT_VERSION,
+    REDUCE_SYSTEM,
+    REPAIR_PROMPT,
+    SUMMARY_SCHEMA_NAME,
+    SUMMARY_SYSTEM,
+    checklist_schema,
+    checklist_user,
+    reduce_user,
+    schema_instruction,
+    summary_schema,
+    summary_user,
+    system_prompt,
+)
+from avo_cli.errors import EngineError, PermanentJobError, TransientJobError
+
+if TYPE_CHECKING:
+    import openai
+    from pydantic import BaseModel
+
+    from avo_cli.config import Settings
+
+PLACEHOLDER_KEY = "not-needed"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: response-format modes, most structured first
+MODES = ("json_schema", "json_object", "prompt")
+
+_KEY_LIKE = re.compile(r"\b(sk|sess|org|proj)-[A-Za-z0-9_\-*]{6,}")
+_SCHEMA_WORDS = ("response_format", "json_schema", "schema", "structured output", "json_object")
+
+
+class _SchemaRejected(Exception):
+    """The server does not support the response format that was sent."""
+
+
+@dataclass
+class _Stage:
+    name: str  # schema name
+    schema: dict[str, Any]
+    model: type[BaseModel]
+
+
+class OpenAIEngine:
+    source = "openai_gpt"
+    checkpoints = True
+    max_concurrency: int | None = None
+
+    # --- request retry policy (attributes so tests can shrink them) ---
+    #: tries per request (the first one included)
+    request_tries = 4
+    #: exponential back-off: backoff_base * 2**(n-1) + uniform(0, backoff_jitter), capped
+    backoff_base = 1.0
+    backoff_max = 8.0
+    backoff_jitter = 0.5
+    #: longest Retry-After honoured; longer waits are cut to this
+    retry_after_cap = 30.0
+    #: concurrent chunk calls of one long document
+    map_concurrency = 4
+    #: tokens kept free for the prompt and the answer (scaled down for small contexts)
+    answer_reserve = 6000
+
+    def __init__(
+        self,
+        *,
+        model: str = "gpt-4o-mini",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        lang: str | None = None,
+        context_tokens: int = 128_000,
+        concurrency: int | None = None,
+    ) -> None:
+        import httpx2
+        import openai
+
+        if not api_key and not base_url:
+            raise EngineError(
+                "the openai engine needs an API key: set OPENAI_API_KEY, or --base-url "
+                "for a local OpenAI-compatible server"
+            )
+        self.model = model
+        self.lang = lang
+        self.timeout = timeout
+        self.context_tokens = context_tokens
+        self.base_url = base_url or DEFAULT_BASE_URL
+        self._secret = api_key or ""
+        self._mode = MODES[0]
+        self._openai = openai
+        pool = max(64, 4 * (concurrency or 16))
+        self._http = openai.DefaultAsyncHttpx2Client(
+            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
+        )
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or PLACEHOLDER_KEY,
+            base_url=self.base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=self._http,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIEngine:
+        base_url = settings.base_url or None
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise EngineError(
+                    f"invalid base URL {base_url!r}: expected http(s)://host[:port]/v1"
+                )
+        return cls(
+            model=settings.model,
+            api_key=settings.api_key,
+            base_url=base_url,
+            timeout=settings.timeout,
+            lang=settings.lang,
+            context_tokens=settings.context_tokens,
+            concurrency=settings.concurrency,
+        )
+
+    # --- contract -------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """The response-format mode that currently works with the server."""
+        return self._mode
+
+    def cache_key(self) -> str:
+        host = urlsplit(self.base_url).netloc or self.base_url
+        return f"openai:{self.model}:p{PROMPT_VERSION}:{self.lang or 'auto'}:{host}"
+
+    @property
+    def chunk_budget(self) -> int:
+        reserve = min(self.answer_reserve, self.context_tokens // 2)
+        return max(16, self.context_tokens - reserve)
+
+    async def summarize(self, doc: Document) -> StageResult:
+        stage = _Stage(SUMMARY_SCHEMA_NAME, summary_schema(), _summary_model())
+        system = system_prompt(SUMMARY_SYSTEM, self.lang)
+        chunks = split_document(doc.text, self.chunk_budget)
+        usage = Usage()
+        if len(chunks) == 1:
+            draft = await self._structured(system, summary_user(doc.text), stage, usage)
+            return StageResult(draft=draft, usage=usage)
+        total = len(chunks)
+        sem = asyncio.Semaphore(self.map_concurrency)
+
+        async def one(index: int, chunk: str) -> dict[str, Any]:
+            async with sem:
+                return await self._structured(
+                    system, summary_user(chunk, (index, total)), stage, usage
+                )
+
+        partials = await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1)))
+        reduce_system = system_prompt(REDUCE_SYSTEM, self.lang)
+        draft = await self._structured(reduce_system, reduce_user(list(partials)), stage, usage)
+        return StageResult(draft=draft, usage=usage)
+
+    async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+        stage = _Stage(CHECKLIST_SCHEMA_NAME, checklist_schema(), _checklist_model())
+        system = system_prompt(CHECKLIST_SYSTEM, self.lang)
+        summary_dict = dict(summary)
+        budget = self.chunk_budget
+        usage = Usage()
+        summary_cost = estimate_tokens(str(summary_dict))
+        if estimate_tokens(doc.text) + summary_cost <= budget:
+            user = checklist_user(doc.text, summary_dict)
+            draft = await self._structured(system, user, stage, usage)
+            return StageResult(draft=draft, usage=usage)
+        chunks = split_document(doc.text, max(16, budget - summary_cost))
+        total = len(chunks)
+        sem = asyncio.Semaphore(self.map_concurrency)
+
+        async def one(index: int, chunk: str) -> dict[str, Any]:
+            async with sem:
+                user = checklist_user(chunk, summary_dict, (index, total))
+                return await self._structured(system, user, stage, usage)
+
+        parts = await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1)))
+        return StageResult(draft=merge_checklists(list(parts)), usage=usage)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+    # --- one structured answer ---------------------------------------------------
+
+    async def _structured(
+        self, system: str, user: str, stage: _Stage, usage: Usage
+    ) -> dict[str, Any]:
+        """Ask for one JSON answer; one repair round-trip if it does not validate."""
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
+        text = await self._chat(messages, stage, usage)
+        try:
+            return parse_answer(text, stage.model)
+        except AnswerError as first:
+            messages = [
+                *messages,
+                {"role": "assistant", "content": (text or "")[:8000]},
+                {
+                    "role": "user",
+                    "content": REPAIR_PROMPT.format(errors=str(first), schema=_dumps(stage.schema)),
+                },
+            ]
+        text = await self._chat(messages, stage, usage)
+        try:
+            return parse_answer(text, stage.model)
+        except AnswerError as second:
+            raise TransientJobError(
+                f"model {self.model} gave no valid {stage.name} JSON even after a repair "
+                f"request: {second}"
+            ) from None
+
+    async def _chat(
+        self, messages: list[dict[str, str]], stage: _Stage, usage: Usage
+    ) -> str | None:
+        """One completion in the best mode the server accepts; returns the content."""
+        while True:
+            mode = self._mode
+            kwargs: dict[str, Any] = {}
+            sent = messages
+            if mode == "json_schema":
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": stage.name, "strict": True, "schema": stage.schema},
+                }
+            else:
+                if mode == "json_object":
+                    kwargs["response_format"] = {"type": "json_object"}
+                extra = schema_instruction(stage.name, stage.schema)
+                sent = [
+                    {"role": "system", "content": f"{messages[0]['content']}\n\n{extra}"},
+                    *messages[1:],
+                ]
+            try:
+                response = await self._request(sent, kwargs)
+            except _SchemaRejected:
+                next_mode = MODES[MODES.index(mode) + 1]
+                if self._mode == mode:
+                    self._mode = next_mode
+                continue
+            return self._content(response, usage)
+
+    def _content(self, response: Any, usage: Usage) -> str | None:
+        u = getattr(response, "usage", None)
+        usage.add(
+            Usage(
+                prompt_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+                calls=1,
+            )
+        )
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise TransientJobError(f"model {self.model} returned no choices")
+        choice = choices[0]
+        message = choice.message
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            raise PermanentJobError(
+                self._scrub(f"model {self.model} refused the request: {_one_line(refusal)}")
+            )
+        reason = getattr(choice, "finish_reason", None)
+        if reason == "length":
+            raise PermanentJobError(
+                f"model {self.model} answer was cut off at its token limit "
+                "(finish_reason=length); use a model with a larger output limit"
+            )
+        if reason == "content_filter":
+            raise PermanentJobError(f"model {self.model} answer was blocked by the content filter")
+        content = message.content
+        return content if isinstance(content, str) else None
+
+    # --- one HTTP request with retries ---------------------------------------------
+
+    async def _request(self, messages: list[dict[str, str]], kwargs: dict[str, Any]) -> Any:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(1, self.request_tries)),
+            wait=self._wait,
+            retry=retry_if_exception(self._retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._client.chat.completions.create(
+                        model=self.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        timeout=self.timeout,
+                        **kwargs,
+                    )
+        except self._openai.APIStatusError as exc:
+            raise self._status_error(exc, kwargs) from None
+        except self._openai.APIConnectionError as exc:
+            raise self._connection_error(exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retryable(self, exc: BaseException) -> bool:
+        oa = self._openai
+        if isinstance(exc, oa.APIConnectionError):  # includes APITimeoutError
+            return True
+        if isinstance(exc, oa.APIStatusError):
+            status = exc.status_code
+            if status == 429:
+                return _error_code(exc) != "insufficient_quota"
+            return status in (408, 409) or status >= 500
+        return False
+
+    def _wait(self, retry_state: Any) -> float:
+        import random
+
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        hinted = retry_after(exc) if exc is not None else None
+        if hinted is not None:
+            return min(max(hinted, 0.0), self.retry_after_cap)
+        n = max(1, retry_state.attempt_number)
+        delay = self.backoff_base * 2 ** (n - 1) + random.uniform(0, self.backoff_jitter)
+        return float(min(delay, self.backoff_max))
+
+    def _status_error(self, exc: Any, kwargs: dict[str, Any]) -> Exception:
+        status = int(exc.status_code)
+        code = _error_code(exc)
+        detail = _one_line(_error_message(exc))
+        where = self._where()
+        text = f"HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+        if status in (400, 422) and "response_format" in kwargs:
+            lowered = detail.lower()
+            if any(word in lowered for word in _SCHEMA_WORDS):
+                return _SchemaRejected(text)
+        if status == 429 and code == "insufficient_quota":
+            msg = f"{where} has no quota left for this API key ({text}); check billing"
+            return PermanentJobError(self._scrub(msg))
+        if status == 429:
+            msg = f"{where} kept rate-limiting after {self.request_tries} tries ({text})"
+            return TransientJobError(self._scrub(msg))
+        if status >= 500 or status in (408, 409):
+            msg = f"{where} kept failing after {self.request_tries} tries ({text})"
+            return TransientJobError(self._scrub(msg))
+        hint = {
+            401: "authentication failed; check OPENAI_API_KEY",
+            403: "permission denied for this key or model",
+            404: f"model {self.model!r} or endpoint not found; check --model and --base-url",
+        }.get(status, "request rejected")
+        return PermanentJobError(self._scrub(f"{where} {hint} ({text})"))
+
+    def _connection_error(self, exc: Any) -> Exception:
+        where = self._where()
+        if isinstance(exc, self._openai.APITimeoutError):
+            msg = f"{where} did not answer within {self.timeout:g}s ({self.request_tries} tries)"
+        else:
+            cause = exc.__cause__ or exc.__context__
+            reason = _one_line(f"{type(cause).__name__}: {cause}") if cause else "connection error"
+            msg = f"cannot reach {where} after {self.request_tries} tries ({reason})"
+        return TransientJobError(self._scrub(msg))
+
+    def _where(self) -> str:
+        host = urlsplit(self.base_url).netloc or "the server"
+        return f"OpenAI-compatible server {host}"
+
+    def _scrub(self, text: str) -> str:
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, "***")
+        return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _summary_model() -> type[BaseModel]:
+    from avo_cli.schema import SummaryDraftModel
+
+    return SummaryDraftModel
+
+
+def _checklist_model() -> type[BaseModel]:
+    from avo_cli.schema import ChecklistDraftModel
+
+    return ChecklistDraftModel
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _error_body(exc: Any) -> dict[str, Any]:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        return inner if isinstance(inner, dict) else body
+    return {}
+
+
+def _error_code(exc: Any) -> str | None:
+    code = getattr(exc, "code", None) or _error_body(exc).get("code")
+    if code is None:
+        code = _error_body(exc).get("type")
+    return str(code) if code else None
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    message = _error_body(exc).get("message")
+    if isinstance(message, str):
+        return message
+    if isinstance(body, str):
+        return body
+    detail = _error_body(exc).get("detail")
+    return str(detail) if detail else ""
+
+
+def retry_after(exc: BaseException | None, now: float | None = None) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms`` or ``Retry-After``), if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return float(raw_ms) / 1000.0
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def merge_checklists(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge per-chunk checklists: categories by name (first-seen order), items deduplicated."""
+    merged: dict[str, dict[str, Any]] = {}
+    seen: dict[str, set[str]] = {}
+    for part in parts:
+        for category in part.get("categories", []):
+            name = str(category.get("name", "")).strip() or "General"
+            key = name.casefold()
+            if key not in merged:
+                merged[key] = {"name": name, "items": []}
+                seen[key] = set()
+            for item in category.get("items", []):
+                norm = " ".join(str(item.get("text", "")).casefold().split())
+                if not norm or norm in seen[key]:
+                    continue
+                seen[key].add(norm)
+                merged[key]["items"].append(
+                    {"text": item["text"], "required": bool(item.get("required", False))}
+                )
+    return {"categories": [c for c in merged.values() if c["items"]]}
+
+
+if TYPE_CHECKING:  # the engine satisfies the contract
+    from avo_cli.engines.base import Engine
+
+    _check: type[Engine] = OpenAIEngine
+    _unused: openai.AsyncOpenAI
