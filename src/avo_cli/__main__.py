@@ -1,0 +1,3 @@
+from avo_cli.cli import main
+
+main()

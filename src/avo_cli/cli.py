@@ -1,0 +1,375 @@
+"""The ``avo`` command line: thin typer commands over the library core.
+
+Each command parses its options, calls one core function, renders, and lets
+``AvoError`` reach ``main``, which turns it into a one-line message and an
+exit code. Heavy modules (openai, rich, sqlite-utils) are imported inside the
+commands that need them, so ``avo submit`` and ``avo status`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from avo_cli import __version__
+from avo_cli.errors import EXIT_CODE_HELP, AvoError, ExitCode
+
+EXIT_CODES_EPILOG = "Exit codes: " + "; ".join(
+    f"{int(code)} {text}" for code, text in EXIT_CODE_HELP.items()
+)
+
+app = typer.Typer(
+    name="avo",
+    help=(
+        "Turn software-development guidelines into a summary and a checklist, "
+        "through a local job queue.\n\n"
+        "Example: avo submit CONTRIBUTING.md && avo work && avo list"
+    ),
+    epilog=EXIT_CODES_EPILOG,
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database path or URL [env AVO_DB; default: user data dir]", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (the default when piped)")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from avo_cli import output
+
+        output.data(f"avo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit"
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Silence messages on stderr")
+    ] = False,
+) -> None:
+    from avo_cli import output
+
+    output.set_quiet(quiet)
+
+
+@app.command(epilog="Example: avo submit docs/CONTRIBUTING.md SECURITY.md")
+def submit(
+    files: Annotated[
+        list[str], typer.Argument(help="Documents to queue; - reads stdin", show_default=False)
+    ],
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Queue one job per document and print their event ids, one per line."""
+    from avo_cli import config, output
+    from avo_cli.documents import load_documents
+    from avo_cli.store import open_store
+
+    max_bytes = _max_bytes()
+    jobs = load_documents(files, max_bytes)
+    store = open_store(config.db_location(db))
+    store.enqueue(jobs)
+    if json_out:
+        from avo_cli.jobview import dump_json
+
+        output.data(dump_json([{"event_id": j.event_id, "source": j.source} for j in jobs]))
+    else:
+        output.data("\n".join(j.event_id for j in jobs))
+
+
+def _max_bytes() -> int:
+    from avo_cli import config
+
+    raw = os.environ.get("AVO_MAX_BYTES")
+    if raw:
+        return int(config.coerce("max_bytes", raw))
+    if config.config_path().exists():
+        return config.load_settings().max_bytes
+    return config.DEFAULT_MAX_BYTES
+
+
+@app.command(epilog="Example: avo work --engine local --max-jobs 10")
+def work(
+    engine: Annotated[
+        str | None, typer.Option(help="auto, local or openai [env AVO_ENGINE]", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name [env AVO_MODEL; gpt-4o-mini]", show_default=False)
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible server URL [env OPENAI_BASE_URL]", show_default=False),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Jobs at once in this process [env AVO_CONCURRENCY]", show_default=False
+        ),
+    ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Seconds a claim lives without a heartbeat [env AVO_LEASE; 60]",
+            show_default=False,
+        ),
+    ] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N jobs", show_default=False)
+    ] = None,
+    forever: Annotated[bool, typer.Option(help="Keep polling when the queue is empty")] = False,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds to let in-flight jobs finish after SIGINT/SIGTERM")
+    ] = 30.0,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(min=1, help="Tries per job [env AVO_MAX_ATTEMPTS; 3]", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds per model request [env AVO_TIMEOUT; 60]", show_default=False
+        ),
+    ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            help="Language of results (default: the document's) [env AVO_OUTPUT_LANG]",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Call the model even for a document already answered")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Drain the queue: summarise each document, then turn it into a checklist.
+
+    Exits 0 when nothing is pending or processing, unless --forever.
+    """
+    from avo_cli.config import load_settings
+    from avo_cli.engines import load_engine
+    from avo_cli.store import open_store
+    from avo_cli.worker import Worker, WorkerOptions
+
+    settings = load_settings(
+        db=db,
+        engine=engine,
+        model=model,
+        base_url=base_url,
+        concurrency=concurrency,
+        lease=lease,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        lang=lang,
+        cache=False if no_cache else None,
+    )
+    eng = load_engine(settings)
+    store = open_store(settings.db)
+    options = WorkerOptions(
+        concurrency=settings.concurrency or eng.max_concurrency or 4,
+        lease=settings.lease,
+        max_jobs=max_jobs,
+        forever=forever,
+        grace=grace,
+        max_attempts=settings.max_attempts,
+        cache=settings.cache,
+    )
+    from avo_cli.progress import make_reporter
+
+    code = Worker(store, eng, options, make_reporter()).run()
+    store.close()
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+@app.command(epilog="Example: avo status 3f2a --wait --timeout 120 | jq .result.checklist")
+def status(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Event id or a unique prefix")],
+    json_out: JsonOption = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until the job ends")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --wait: give up after S seconds", show_default=False),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Add attempts, tokens and cost")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Print a job in the AVO API's JSON schema (rendered on a terminal)."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json, job_json
+    from avo_cli.store import open_store
+
+    store = open_store(config.db_location(db), create=False)
+    row = store.get(job_id)
+    if wait:
+        from avo_cli.waiting import wait_for
+
+        row = wait_for(store, row.event_id, timeout)
+    if json_out or not output.stdout_is_tty():
+        obj = job_json(row)
+        if verbose:
+            from avo_cli.jobview import verbose_details
+
+            obj = {**obj, "details": verbose_details(row)}
+        output.data(dump_json(obj))
+    else:
+        from avo_cli.render import render_status
+
+        render_status(row, verbose=verbose)
+    store.close()
+    if wait and row.status != "completed":
+        raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+@app.command("list", epilog="Example: avo list --status failed --json | jq -r '.[].event_id'")
+def list_jobs(
+    status_filter: Annotated[
+        str | None, typer.Option("--status", help="Only jobs of this status", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many jobs")] = 20,
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show recent jobs, newest first."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json, list_json
+    from avo_cli.store import open_store
+    from avo_cli.store.base import STATUSES
+
+    if status_filter is not None and status_filter not in STATUSES:
+        raise AvoError(
+            f"unknown status {status_filter!r}: use one of {', '.join(STATUSES)}", ExitCode.USAGE
+        )
+    try:
+        store = open_store(config.db_location(db), create=False)
+    except AvoError as exc:
+        if exc.exit_code != ExitCode.NOT_FOUND:
+            raise
+        rows = []
+    else:
+        rows = store.recent(status_filter, limit)
+        store.close()
+    if json_out or not output.stdout_is_tty():
+        output.data(dump_json([list_json(r) for r in rows]))
+    else:
+        from avo_cli.render import render_list
+
+        render_list(rows)
+
+
+@app.command(epilog="Example: avo retry 3f2a 9bc1")
+def retry(
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed or cancelled jobs")],
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Queue failed or cancelled jobs again (a saved stage-1 summary is kept)."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json
+    from avo_cli.store import open_store
+
+    store = open_store(config.db_location(db), create=False)
+    ids = store.retry(job_ids)
+    if json_out:
+        output.data(dump_json([{"event_id": e, "status": "pending"} for e in ids]))
+    else:
+        output.data("\n".join(ids))
+
+
+@app.command(epilog="Example: avo cancel 3f2a")
+def cancel(
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Pending or running jobs")],
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Cancel jobs: pending ones at once, running ones at their next heartbeat."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json
+    from avo_cli.store import open_store
+
+    store = open_store(config.db_location(db), create=False)
+    done = store.cancel(job_ids)
+    if json_out:
+        output.data(dump_json([{"event_id": e, "status": s} for e, s in done]))
+    else:
+        output.data("\n".join(f"{e}\t{s}" for e, s in done))
+
+
+@app.command(epilog="Example: avo purge --older-than 30d --status completed")
+def purge(
+    older_than: Annotated[
+        str, typer.Option(help="Age such as 90s, 15m, 12h, 30d, 2w", show_default=False)
+    ],
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Statuses to purge (repeatable) [completed, failed, cancelled]",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Delete finished jobs older than a given age."""
+    from avo_cli import config, output
+    from avo_cli.durations import parse_duration
+    from avo_cli.jobview import dump_json
+    from avo_cli.store import open_store
+    from avo_cli.store.base import TERMINAL
+
+    seconds = parse_duration(older_than)
+    statuses = status_filter or sorted(TERMINAL)
+    bad = [s for s in statuses if s not in TERMINAL]
+    if bad:
+        raise AvoError(
+            f"cannot purge {', '.join(bad)} jobs: only completed, failed, cancelled", ExitCode.USAGE
+        )
+    store = open_store(config.db_location(db), create=False)
+    n = store.purge(seconds, statuses)
+    if json_out:
+        output.data(dump_json({"purged": n}))
+    else:
+        output.data(str(n))
+
+
+def main() -> None:
+    """Console entry point: the one place errors become messages and exit codes."""
+    from avo_cli import output
+
+    try:
+        app()
+    except AvoError as exc:
+        if os.environ.get("AVO_RAISE_ERRORS"):
+            raise
+        output.error(exc.message)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        # The reader (head, a closed pipe) went away: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(int(ExitCode.OK))

@@ -1,0 +1,307 @@
+"""Drains the queue: claim, run the chain, complete; leases, signals, back-off.
+
+One asyncio loop runs up to ``concurrency`` jobs. A single heartbeat task
+renews every lease this worker holds in one statement and learns which jobs
+were lost (taken over after a pause) or cancelled; those tasks are cancelled
+and their results never written. SIGINT/SIGTERM only set a flag: the worker
+stops claiming, lets in-flight jobs finish within the grace period, then
+hands the rest back to pending and exits 130/143.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from avo_cli.chain import run_chain, total_usage
+from avo_cli.engines.base import Document, Engine
+from avo_cli.errors import ExitCode, JobError
+from avo_cli.store.base import ClaimedJob, Store
+
+IDLE_MIN = 0.05
+IDLE_MAX = 2.0
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 1
+    lease: float = 60.0
+    max_jobs: int | None = None
+    forever: bool = False
+    grace: float = 30.0
+    max_attempts: int = 3
+    cache: bool = True
+    retry_base: float = 2.0  # job-level back-off: base * 2**(attempt-1), jittered
+    retry_cap: float = 60.0
+
+
+class Reporter(Protocol):
+    """What the worker tells the person watching (progress bar or log lines)."""
+
+    def started(self, total: int) -> None: ...
+    def claimed(self, job: ClaimedJob) -> None: ...
+    def finished(self, job: ClaimedJob, status: str, seconds: float, detail: str) -> None: ...
+    def stopped(self) -> None: ...
+
+
+class SilentReporter:
+    def started(self, total: int) -> None:
+        pass
+
+    def claimed(self, job: ClaimedJob) -> None:
+        pass
+
+    def finished(self, job: ClaimedJob, status: str, seconds: float, detail: str) -> None:
+        pass
+
+    def stopped(self) -> None:
+        pass
+
+
+def make_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self, store: Store, engine: Engine, options: WorkerOptions, reporter: Reporter | None = None
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.opts = options
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.owner = make_owner()
+        self.by_status: dict[str, int] = {}  # how this worker's jobs ended
+        self.inflight: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self.lost: set[int] = set()  # seqs whose lease is gone: write nothing for them
+        self.cancelled: set[int] = set()
+        self.stop_signal: int | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    # --- entry point ----------------------------------------------------------
+
+    def run(self) -> ExitCode:
+        return asyncio.run(self._main())
+
+    async def _main(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        heart = asyncio.create_task(self._heartbeat_loop())
+        try:
+            counts = self.store.counts()
+            self.reporter.started(counts.pending + counts.processing)
+            await self._drain()
+            await self._shutdown()
+        finally:
+            heart.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.engine.aclose()
+            self.reporter.stopped()
+        if self.stop_signal == signal.SIGINT:
+            return ExitCode.INTERRUPTED
+        if self.stop_signal == signal.SIGTERM:
+            return ExitCode.TERMINATED
+        return ExitCode.OK
+
+    def _on_signal(self, sig: int) -> None:
+        if self.stop_signal is not None:  # second signal: stop waiting for in-flight jobs
+            for _, task in self.inflight.values():
+                task.cancel()
+        self.stop_signal = sig
+        self._stop.set()
+        self._wake.set()
+
+    # --- the loop ---------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        claimed = 0
+        idle = IDLE_MIN
+        limit = max(1, self.opts.concurrency)
+        while not self._stop.is_set():
+            if self.opts.max_jobs is not None and claimed >= self.opts.max_jobs:
+                break
+            if len(self.inflight) >= limit:
+                await self._wait_any(None)
+                continue
+            job = self.store.claim(self.owner, self.opts.lease)
+            if job is not None:
+                claimed += 1
+                idle = IDLE_MIN
+                self._start(job)
+                if limit == 1:
+                    await self._wait_any(None)  # no point polling while the one slot is busy
+                continue
+            if self.inflight:
+                await self._wait_any(idle)
+                idle = min(idle * 2, IDLE_MAX)
+                continue
+            if not self.opts.forever and not self.store.has_active():
+                break
+            due = self.store.next_due()
+            delay = idle if due is None else min(idle, max(due, IDLE_MIN))
+            await self._sleep(delay + random.uniform(0, delay / 4))
+            idle = min(idle * 2, IDLE_MAX)
+        if self.inflight and not self._stop.is_set():
+            await asyncio.gather(*(t for _, t in self.inflight.values()), return_exceptions=True)
+
+    async def _wait_any(self, timeout: float | None) -> None:
+        tasks = [t for _, t in self.inflight.values()]
+        if not tasks:
+            return
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait([*tasks, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def _start(self, job: ClaimedJob) -> None:
+        task = asyncio.create_task(self._process(job))
+        self.inflight[job.seq] = (job, task)
+        task.add_done_callback(lambda _t: self.inflight.pop(job.seq, None))
+
+    async def _shutdown(self) -> None:
+        if not self.inflight:
+            return
+        tasks = [t for _, t in self.inflight.values()]
+        _, pending = await asyncio.wait(tasks, timeout=self.opts.grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- one job ---------------------------------------------------------------
+
+    async def _process(self, job: ClaimedJob) -> None:
+        started = time.monotonic()
+        self.reporter.claimed(job)
+        status, detail = "failed", ""
+        try:
+            status, detail = await self._run_job(job)
+        except asyncio.CancelledError:
+            status, detail = self._abandon(job)
+        except Exception as exc:  # an engine bug must not take the worker down
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            status = "failed" if self._write(self.store.fail, job, detail[:500]) else "lost"
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.reporter.finished(job, status, time.monotonic() - started, detail)
+
+    def _write(self, fn: Callable[..., bool], job: ClaimedJob, *args: object) -> bool:
+        if job.seq in self.lost:
+            return False
+        ok = fn(job.seq, self.owner, *args)
+        if not ok:
+            self.lost.add(job.seq)
+        return ok
+
+    def _abandon(self, job: ClaimedJob) -> tuple[str, str]:
+        if job.seq in self.lost:
+            return "lost", "lease taken over by another worker"
+        if job.seq in self.cancelled:
+            self._write(self.store.mark_cancelled, job)
+            return "cancelled", "cancelled by request"
+        self._write(self.store.release, job)
+        return "released", "handed back to the queue"
+
+    async def _run_job(self, job: ClaimedJob) -> tuple[str, str]:
+        if job.cancel_requested:
+            self._write(self.store.mark_cancelled, job)
+            return "cancelled", "cancelled by request"
+        if job.attempts > self.opts.max_attempts:
+            msg = f"gave up after {job.attempts - 1} attempts (workers were lost mid-job)"
+            return ("failed" if self._write(self.store.fail, job, msg) else "lost"), msg
+        cache_key = self.engine.cache_key() if self.opts.cache else None
+        if cache_key:
+            cached = self.store.find_cached(job.sha256, cache_key)
+            if cached is not None:
+                ok = self._write(
+                    self.store.complete,
+                    job,
+                    cached,
+                    json.dumps({"cached": True}),
+                    self.engine.source,
+                    self.engine.model,
+                    cache_key,
+                )
+                return ("completed" if ok else "lost"), "reused an identical result"
+        doc = Document(
+            event_id=job.event_id,
+            source=job.source,
+            text=self.store.content(job.seq),
+            attempts=job.attempts,
+        )
+
+        def save(cp: str) -> None:
+            self._write(self.store.save_checkpoint, job, cp)
+
+        try:
+            outcome = await run_chain(self.engine, doc, job.checkpoint, save)
+        except JobError as exc:
+            if job.seq in self.lost:
+                return "lost", exc.message
+            if exc.transient and job.attempts < self.opts.max_attempts:
+                delay = min(self.opts.retry_cap, self.opts.retry_base * 2 ** (job.attempts - 1))
+                delay *= random.uniform(0.75, 1.25)
+                ok = self._write(self.store.retry_later, job, delay, exc.message)
+                return ("retrying" if ok else "lost"), exc.message
+            msg = exc.message
+            if exc.transient:
+                msg = f"{msg} (gave up after {job.attempts} attempts)"
+            return ("failed" if self._write(self.store.fail, job, msg) else "lost"), msg
+        usage = outcome.usage
+        usage["total"] = total_usage(usage).as_dict()
+        ok = self._write(
+            self.store.complete,
+            job,
+            json.dumps(outcome.result, ensure_ascii=False),
+            json.dumps(usage),
+            self.engine.source,
+            self.engine.model,
+            cache_key,
+        )
+        return ("completed" if ok else "lost"), ""
+
+    # --- leases -----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = max(0.05, self.opts.lease / 3)
+        while True:
+            await asyncio.sleep(interval)
+            held = [
+                seq
+                for seq, (_, task) in self.inflight.items()
+                if seq not in self.lost and not task.done()
+            ]
+            if not held:
+                continue
+            try:
+                beat = self.store.heartbeat(self.owner, self.opts.lease, held)
+            except Exception:  # a busy or failing database: try again next beat
+                continue
+            for seq in held:
+                entry = self.inflight.get(seq)
+                if entry is None:
+                    continue
+                if seq not in beat.alive:
+                    self.lost.add(seq)
+                    entry[1].cancel()
+                elif seq in beat.cancel:
+                    self.cancelled.add(seq)
+                    entry[1].cancel()
