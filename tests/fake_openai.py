@@ -336,7 +336,9 @@ class FakeOpenAI:
             allow_reuse_address = True
 
         self._httpd = Server(("127.0.0.1", self._port), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
