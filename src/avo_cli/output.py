@@ -34,6 +34,10 @@ def set_quiet(value: bool) -> None:
     _quiet = value
 
 
+def is_quiet() -> bool:
+    return _quiet
+
+
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
