@@ -10,12 +10,38 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
 from avo_cli import __version__
 from avo_cli.errors import EXIT_CODE_HELP, AvoError, ExitCode
+
+if TYPE_CHECKING:
+    from avo_cli.config import Settings
+
+
+class AvoGroup(TyperGroup):
+    """Turns ``AvoError`` into a one-line message and its exit code.
+
+    Doing it here rather than only in ``main`` means typer's test runner and
+    the real process take the same path. ``AVO_RAISE_ERRORS=1`` re-raises.
+    """
+
+    def invoke(self, ctx: _click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AvoError as exc:
+            if os.environ.get("AVO_RAISE_ERRORS"):
+                raise
+            from avo_cli import output
+
+            output.error(exc.message)
+            ctx.exit(int(exc.exit_code))
+
 
 EXIT_CODES_EPILOG = "Exit codes: " + "; ".join(
     f"{int(code)} {text}" for code, text in EXIT_CODE_HELP.items()
@@ -23,6 +49,7 @@ EXIT_CODES_EPILOG = "Exit codes: " + "; ".join(
 
 app = typer.Typer(
     name="avo",
+    cls=AvoGroup,
     help=(
         "Turn software-development guidelines into a summary and a checklist, "
         "through a local job queue.\n\n"
@@ -166,9 +193,6 @@ def work(
     Exits 0 when nothing is pending or processing, unless --forever.
     """
     from avo_cli.config import load_settings
-    from avo_cli.engines import load_engine
-    from avo_cli.store import open_store
-    from avo_cli.worker import Worker, WorkerOptions
 
     settings = load_settings(
         db=db,
@@ -182,6 +206,25 @@ def work(
         lang=lang,
         cache=False if no_cache else None,
     )
+    code = _drain(settings, max_jobs=max_jobs, forever=forever, grace=grace)
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _drain(
+    settings: Settings,
+    *,
+    max_jobs: int | None = None,
+    forever: bool = False,
+    grace: float = 30.0,
+    stop_when: Callable[[], bool] | None = None,
+) -> ExitCode:
+    """Run one worker over the configured store until the queue is drained."""
+    from avo_cli.engines import load_engine
+    from avo_cli.progress import make_reporter
+    from avo_cli.store import open_store
+    from avo_cli.worker import Worker, WorkerOptions
+
     eng = load_engine(settings)
     store = open_store(settings.db)
     options = WorkerOptions(
@@ -192,13 +235,77 @@ def work(
         grace=grace,
         max_attempts=settings.max_attempts,
         cache=settings.cache,
+        stop_when=stop_when,
     )
-    from avo_cli.progress import make_reporter
+    try:
+        return Worker(store, eng, options, make_reporter()).run()
+    finally:
+        store.close()
 
-    code = Worker(store, eng, options, make_reporter()).run()
+
+@app.command(epilog="Example: avo run CONTRIBUTING.md | jq -c .result.checklist")
+def run(
+    files: Annotated[
+        list[str], typer.Argument(help="Documents to process; - reads stdin", show_default=False)
+    ],
+    engine: Annotated[
+        str | None, typer.Option(help="auto, local or openai [env AVO_ENGINE]", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name [env AVO_MODEL]", show_default=False)
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible server URL [env OPENAI_BASE_URL]", show_default=False),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs at once [env AVO_CONCURRENCY]", show_default=False),
+    ] = None,
+    json_out: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Submit, work and print the results in one step (JSON Lines when piped).
+
+    Exits 1 if any of the jobs failed.
+    """
+    from avo_cli import output
+    from avo_cli.config import load_settings
+    from avo_cli.documents import load_documents
+    from avo_cli.jobview import job_json
+    from avo_cli.store import open_store
+
+    settings = load_settings(
+        db=db, engine=engine, model=model, base_url=base_url, concurrency=concurrency
+    )
+    jobs = load_documents(files, settings.max_bytes)
+    from avo_cli.engines import resolve_engine_name
+
+    resolve_engine_name(settings)  # a bad engine fails before anything is queued
+    store = open_store(settings.db)
+    store.enqueue(jobs)
+    ids = [j.event_id for j in jobs]
+
+    def ours_done() -> bool:
+        return all(store.get(i).status in ("completed", "failed", "cancelled") for i in ids)
+
+    code = _drain(settings, stop_when=ours_done)
+    rows = [store.get(i) for i in ids]
     store.close()
+    if json_out or not output.stdout_is_tty():
+        import json
+
+        for row in rows:
+            output.data(json.dumps(job_json(row), ensure_ascii=False))
+    else:
+        from avo_cli.render import render_status
+
+        for row in rows:
+            render_status(row)
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+    if any(r.status != "completed" for r in rows):
+        raise typer.Exit(int(ExitCode.JOB_FAILED))
 
 
 @app.command(epilog="Example: avo status 3f2a --wait --timeout 120 | jq .result.checklist")

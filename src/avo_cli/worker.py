@@ -43,6 +43,8 @@ class WorkerOptions:
     cache: bool = True
     retry_base: float = 2.0  # job-level back-off: base * 2**(attempt-1), jittered
     retry_cap: float = 60.0
+    #: Stop once this says so (checked when idle); ``avo run`` waits for its own jobs only.
+    stop_when: Callable[[], bool] | None = None
 
 
 class Reporter(Protocol):
@@ -149,6 +151,8 @@ class Worker:
                 idle = min(idle * 2, IDLE_MAX)
                 continue
             if not self.opts.forever and not self.store.has_active():
+                break
+            if self.opts.stop_when is not None and self.opts.stop_when():
                 break
             due = self.store.next_due()
             delay = idle if due is None else min(idle, max(due, IDLE_MIN))
