@@ -43,6 +43,7 @@ class WorkerOptions:
     cache: bool = True
     retry_base: float = 2.0  # job-level back-off: base * 2**(attempt-1), jittered
     retry_cap: float = 60.0
+    handle_signals: bool = True  # False in a thread (avo serve --workers): use request_stop
     #: Stop once this says so (checked when idle); ``avo run`` waits for its own jobs only.
     stop_when: Callable[[], bool] | None = None
 
@@ -90,6 +91,7 @@ class Worker:
         self.stop_signal: int | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- entry point ----------------------------------------------------------
 
@@ -97,8 +99,9 @@ class Worker:
         return asyncio.run(self._main())
 
     async def _main(self) -> ExitCode:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        loop = self._loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if self.opts.handle_signals else ()
+        for sig in signals:
             loop.add_signal_handler(sig, self._on_signal, sig)
         heart = asyncio.create_task(self._heartbeat_loop())
         try:
@@ -108,7 +111,7 @@ class Worker:
             await self._shutdown()
         finally:
             heart.cancel()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
             await self.engine.aclose()
             self.reporter.stopped()
@@ -117,6 +120,23 @@ class Worker:
         if self.stop_signal == signal.SIGTERM:
             return ExitCode.TERMINATED
         return ExitCode.OK
+
+    def request_stop(self, sig: int = signal.SIGTERM) -> None:
+        """Thread-safe: stop as if ``sig`` had arrived (grace period, then hand back)."""
+        loop = self._loop
+        if loop is None:  # not started yet: it will see the flag and not claim
+            self.stop_signal = sig
+            self._stop.set()
+            return
+        with contextlib.suppress(RuntimeError):  # loop already closed: nothing to stop
+            loop.call_soon_threadsafe(self._on_signal, sig)
+
+    def wake(self) -> None:
+        """Thread-safe: cut an idle back-off short because a job was just queued."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
 
     def _on_signal(self, sig: int) -> None:
         if self.stop_signal is not None:  # second signal: stop waiting for in-flight jobs
