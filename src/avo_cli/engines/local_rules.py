@@ -1,0 +1,250 @@
+"""Rule classifier of the offline engine: is a statement a rule, and is it required?
+
+``classify(sentence, in_list=...)`` returns True (a requirement), False (a
+recommendation) or None (not a rule: explanation, history, example, question,
+description). English is decided by the governing modal verb (RFC 2119
+keywords first), then imperative mood and constraint wording; Korean by the
+sentence-final predicate.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def _words(s: str) -> list[str]:
+    return s.split()
+
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])[ \t]+(?=[^a-z\s])")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_SPLIT.split(text) if s]
+
+
+# --- English --------------------------------------------------------------------------------
+
+_NOT_RULE_START = re.compile(
+    r"^(?:for example|for instance|e\.g\.|i\.e\.|example:|examples:|eg:|this is because|"
+    r"that is because|because |the reason|historically|in the past|we adopted|"
+    r"예를 들어|예를 들면|예:|예\)|예시|이는 |왜냐하면|그 이유는|역사적으로|과거에는)",
+    re.IGNORECASE,
+)
+_SUBORDINATE = re.compile(
+    r"^(?:if|when|whenever|unless|where|wherever|although|though|while|before|after|once|"
+    r"since|until|as long as|in case)\b",
+)
+# governing cues; group name tells the strength
+_MODAL = re.compile(
+    r"\b(?:(?P<strong>must|mustn't|shall|shan't|needs? to|has to|have to|"
+    r"(?:is|are|be|been|being|was|were)\s+(?:\w+\s+)?required|required to|mandatory|compulsory|"
+    r"(?:is|are|isn't|aren't|be)\s+not\s+(?:allowed|permitted)|(?:isn't|aren't)\s+(?:allowed|permitted)|"
+    r"prohibited|forbidden|disallowed|banned|(?:is|are)\s+expected\s+to|(?:is|are)\s+limited\s+to|"
+    r"requires?|not\s+acceptable|unacceptable)"
+    r"|(?P<weak>should|shouldn't|ought\s+to|recommended|recommend|advisable|advised|"
+    r"encouraged|discouraged|optional|(?:it's|it\s+is)\s+better|better\s+to|suggested|suggest|"
+    r"may(?!\s+(?:be|cause|lead|result|happen|take|seem|appear|vary|fail|break|not\s+work|"
+    r"differ|change|contain|include|also\s+be)\b)))\b"
+)
+_ONLY_MAY = re.compile(r"^only\b.*\b(?:may|can)\b")
+_STRONG_START = re.compile(
+    r"^(?:please\s+|you\s+|we\s+)?(?:never|always|do\s+not|don't|dont|do\s+never)\b"
+)
+_NEVER = re.compile(r"\bnever\b|\b(?:we|you)\s+(?:always|do\s+not|don't)\b")
+_WEAK_VERB = re.compile(r"\b(?:avoid|prefer|consider|try\s+to|try\s+not\s+to)\b")
+
+_VERBS = frozenset(
+    _words(
+        """
+        accept add adhere align allocate annotate append apply approve ask assert assign
+        attach avoid back backport be bump call catch check choose clean clone close comment
+        commit compare configure confirm consider contact copy cover create declare default
+        define delete deploy describe disable discuss do document double-check drop emit
+        enable encrypt ensure escape exclude explain export expose extract favor favour fetch
+        file fill fix flag follow fork format free generate give group guard handle hash hide
+        honor honour import include indent inform install isolate keep label leave limit link
+        lint list load lock log make mark measure mention merge migrate minimize mock move
+        name nest normalize notify obey omit open order pass pick pin place post prefer prefix
+        prepend preserve prevent print protect provide push put quote raise read rebase record
+        reduce refactor reference reject release remember remove rename reply report request
+        require rerun reserve resolve respect respond restrict return reuse review rotate run
+        sanitize save scope search select send separate set share sign simplify skip sort
+        specify split squash start state stay stick store strip structure submit suffix supply
+        support switch sync tag take target test think throw treat trim try turn type unpin
+        update upgrade use validate verify version wait wrap write
+        """
+    )
+)
+_NOUN_NEXT = frozenset(
+    _words(
+        """
+        is are was were has have had will can could would should must may does did of 's
+        """
+    )
+)
+_DETERMINERS = frozenset(
+    _words(
+        """
+        the a an your our their all every each this that these those it them any no
+        """
+    )
+)
+_LEAD_SKIP = frozenset(
+    _words(
+        """
+        please also then first next finally and so just now kindly
+        """
+    )
+)
+_WORD = re.compile(r"[a-z][a-z'’-]*")
+
+
+def _imperative(lower: str) -> bool | None:
+    """True/False if the clause starts with an imperative verb (False: advice verbs)."""
+    words = _WORD.findall(lower[:160])
+    if not words:
+        return None
+    # the first word must open the clause (no leading number, code or quote)
+    head = lower.lstrip(" \t\"'“‘(*-–—")
+    if not head.startswith(words[0]):
+        return None
+    k = 0
+    while k < len(words) - 1 and words[k] in _LEAD_SKIP:
+        k += 1
+    w0 = words[k].replace("’", "'")
+    w1 = words[k + 1] if k + 1 < len(words) else ""
+    w2 = words[k + 2] if k + 2 < len(words) else ""
+    if w0 in ("don't", "dont") or (w0 == "do" and w1 == "not"):
+        return True
+    if w0 not in _VERBS:
+        return None
+    if w1 in _NOUN_NEXT or (w2 in _NOUN_NEXT and w1 not in _DETERMINERS and w2 != "'s"):
+        return None  # "Use of globals...", "Test coverage is..."
+    return w0 not in ("avoid", "prefer", "consider", "try")  # advice verbs: optional
+
+
+def _english(s: str) -> bool | None:
+    lower = s.lower().replace("’", "'")
+    if _NOT_RULE_START.match(lower):
+        return None
+    clauses = [lower]
+    if _SUBORDINATE.match(lower) and "," in lower:
+        clauses.insert(0, lower.split(",", 1)[1].strip())
+    for clause in clauses:
+        verdict = _english_clause(clause)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def _english_clause(lower: str) -> bool | None:
+    if _ONLY_MAY.match(lower):
+        return True
+    m = _MODAL.search(lower)
+    if m is not None:
+        return m.group("strong") is not None
+    if _STRONG_START.match(lower) or _NEVER.search(lower):
+        return True
+    verdict = _imperative(lower)
+    if verdict is not None:
+        return verdict
+    # "Naming: use snake_case", "...; consider splitting it"
+    for sep in (":", ";"):
+        if sep in lower:
+            head, _, rest = lower.partition(sep)
+            if sep == ";" or len(head.split()) <= 4:
+                verdict = _imperative(rest.strip())
+                if verdict is not None:
+                    return verdict
+    if _WEAK_VERB.search(lower):
+        return False
+    return None
+
+
+# --- Korean ---------------------------------------------------------------------------------
+
+_HANGUL = re.compile(r"[가-힣]")
+_KO_OPTIONAL_END = re.compile(
+    r"(?:(?:것이|게|편이|편이\s*더|면|으면)\s*(?:좋습니다|좋다|좋아요|좋겠습니다|바람직합니다|바람직하다|"
+    r"낫습니다|낫다)|바람직합니다|바람직하다|"
+    r"(?:권장|추천|지양)(?:합니다|됩니다|한다|된다|해요|함|됨|하세요|하십시오|해\s*주세요|할\s*것|"
+    r"사항입니다|사항|)|고려(?:하세요|하십시오|해\s*주세요|해\s*보세요|해보세요|할\s*것|합니다|한다)|"
+    r"(?:해도|어도|아도|도)\s*(?:됩니다|된다|좋습니다|괜찮습니다)|선택\s*사항(?:입니다|이다|))$"
+)
+_KO_REQUIRED_END = re.compile(
+    r"(?:(?:야|어야|아야|여야)\s*(?:합니다|한다|함|해요|됩니다|된다)|"
+    r"세요|십시오|시오|바랍니다|말\s*것|맙시다|합시다|"
+    r"(?:금지|필수|불가)(?:합니다|됩니다|한다|된다|입니다|이다|임|함|)|"
+    r"(?:허용|허락)(?:되지|하지)\s*않(?:습니다|는다|음)|안\s*(?:됩니다|된다|돼요|됨)|"
+    r"하지\s*않(?:습니다|는다)|필요(?:합니다|하다|함)|의무(?:입니다|이다|))$"
+)
+_KO_LIST_DECL = re.compile(
+    r"(?<!의미)(?<!해당)(?<!지원)(?<!설명)(?<!위치)(?<!존재)(?:합니다|한다)$"
+)
+_KO_LIST_NOUN = re.compile(
+    r"(?:작성|사용|포함|확인|추가|삭제|제거|적용|유지|명시|기재|설정|검토|실행|지정|준수|제공|기록|표시|"
+    r"통일|분리|금지|필수|하기)$"
+)
+_KO_STRONG_WORD = re.compile(r"반드시|절대로|절대")
+_KO_TRAIL = " \t.!。…\"'”’)]*~"
+
+
+def _rieul_final(ch: str) -> bool:
+    code = ord(ch) - 0xAC00
+    return 0 <= code < 11172 and code % 28 == 8
+
+
+def _korean(s: str, in_list: bool) -> bool | None:
+    if _NOT_RULE_START.match(s):
+        return None
+    k = s.rstrip(_KO_TRAIL)
+    if k.endswith(")") or k.endswith("）"):
+        cut = max(k.rfind("("), k.rfind("（"))
+        if cut > 0:
+            k = k[:cut].rstrip(_KO_TRAIL)
+    tail = k[-40:]
+    if _KO_OPTIONAL_END.search(tail):
+        return False
+    if _KO_REQUIRED_END.search(tail):
+        return True
+    if tail.endswith("것") and len(tail) >= 2:  # "테스트를 작성할 것"
+        prev = tail[:-1].rstrip()
+        if prev and _rieul_final(prev[-1]):
+            return True
+    if in_list and (_KO_LIST_DECL.search(tail) or _KO_LIST_NOUN.search(tail)):
+        return True
+    if _KO_STRONG_WORD.search(k) and _HANGUL.search(tail[-1:] or ""):
+        return True
+    return None
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def _ends_in_hangul(s: str) -> bool:
+    for ch in reversed(s):
+        if ch.isalnum():
+            return "가" <= ch <= "힣"
+    return False
+
+
+def classify(sentence: str, *, in_list: bool = False) -> bool | None:
+    """True = required rule, False = optional rule, None = not a rule."""
+    s = sentence.strip()
+    if not s or s.endswith("?") or s.endswith("？"):
+        return None
+    if _HANGUL.search(s):
+        verdict = _korean(s, in_list)
+        if verdict is not None or _ends_in_hangul(s):
+            return verdict
+    return _english(s)
+
+
+def classify_text(text: str, *, in_list: bool = False) -> bool | None:
+    """Classify a multi-sentence statement: the first rule sentence decides."""
+    for sentence in split_sentences(text):
+        verdict = classify(sentence, in_list=in_list)
+        if verdict is not None:
+            return verdict
+    return None
