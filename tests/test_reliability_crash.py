@@ -1,0 +1,175 @@
+"""Workers killed, paused and signalled for real, mid-job, against the fake model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import reliability_report
+from reliability_report import (
+    Figures,
+    TaggedServer,
+    account,
+    job,
+    jobs_by_status,
+    openai_env,
+    reaped,
+    run,
+    spawn,
+    submit,
+    wait_until,
+    worker_args,
+    write_docs,
+)
+
+pytestmark = pytest.mark.slow
+reliability = reliability_report.reliability  # the fixture that tallies the figures
+
+
+def status_verbose(event_id: str) -> dict[str, object]:
+    proc = run("status", event_id, "--verbose", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, object] = json.loads(proc.stdout)
+    return data
+
+
+def result_tags(event_id: str) -> tuple[str, list[str]]:
+    """(summary title, checklist category names) of a completed job, via the CLI."""
+    data = status_verbose(event_id)
+    result = data["result"]
+    assert isinstance(result, dict), data
+    names = [c["name"] for c in result["checklist"]["categories"]]
+    return result["summary"]["title"], names
+
+
+def test_kill_9_mid_job_is_finished_by_another_worker(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    (doc,) = write_docs(tmp_path / "docs", 1)
+    (event_id,) = submit([doc])
+    with TaggedServer(latency=30) as fake:  # the first call never answers in time
+        a = spawn(*worker_args(fake.url, "--lease", "1"), env=openai_env())
+        with reaped(a):
+            wait_until(lambda: fake.calls >= 1, what="worker A's first model call")
+            assert job(isolated, event_id)["status"] == "processing"
+            os.kill(a.pid, signal.SIGKILL)
+            a.wait(timeout=10)
+            reliability.faults += 1
+        assert a.returncode == -signal.SIGKILL
+        fake.server.latency = 0.05
+        started = time.monotonic()
+        b = run(*worker_args(fake.url, "--lease", "1"), env=openai_env(), timeout=60)
+        assert b.returncode == 0, b.stderr
+        assert "Traceback" not in b.stderr
+    row = job(isolated, event_id)
+    assert row["status"] == "completed"
+    # B waited for A's lease (1 s from A's last heartbeat) rather than stealing it.
+    assert time.monotonic() - started < 30
+    details = status_verbose(event_id)["details"]
+    assert isinstance(details, dict)
+    assert details["attempts"] == 2
+    title, names = result_tags(event_id)
+    assert title == "req-2"  # B's own stage-1 call, not A's
+    assert "req-3" in names
+    assert jobs_by_status(isolated) == {"completed": 1}
+    account(isolated, [event_id], reliability)
+
+
+def test_paused_worker_cannot_overwrite_the_takeover(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    (doc,) = write_docs(tmp_path / "docs", 1)
+    (event_id,) = submit([doc])
+    with TaggedServer(latency=1.0) as fake:
+        a = spawn(*worker_args(fake.url, "--lease", "1"), env=openai_env())
+        b = None
+        with reaped(a):
+            wait_until(lambda: fake.calls >= 1, what="worker A's first model call")
+            os.kill(a.pid, signal.SIGSTOP)
+            reliability.faults += 1
+            # Past A's lease: B takes the job over.
+            b = spawn(*worker_args(fake.url, "--lease", "1"), env=openai_env())
+            with reaped(b):
+                wait_until(lambda: fake.calls >= 2, what="worker B's first model call")
+                assert job(isolated, event_id)["attempts"] == 2
+                # A wakes while B is mid-job: A's answer (req-1) is already in its socket.
+                os.kill(a.pid, signal.SIGCONT)
+                _, a_err = a.communicate(timeout=30)
+                _, b_err = b.communicate(timeout=30)
+    assert a.returncode == 0, a_err
+    assert b.returncode == 0, b_err
+    assert "lost" in a_err, a_err  # A's writes were refused and it said so
+    assert "completed" in b_err, b_err
+    row = job(isolated, event_id)
+    assert row["status"] == "completed"
+    title, names = result_tags(event_id)
+    # B's summary and B's checklist; nothing of A's req-1 answer.
+    assert title == "req-2", title
+    assert not any(n == "req-1" for n in names)
+    assert row["attempts"] == 2
+    account(isolated, [event_id], reliability)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_finishes_in_flight_job_within_grace(
+    tmp_path: Path, isolated: Path, reliability: Figures, sig: signal.Signals
+) -> None:
+    docs = write_docs(tmp_path / "docs", 3)
+    ids = submit(docs)
+    with TaggedServer(latency=0.6) as fake:
+        w = spawn(*worker_args(fake.url, "--concurrency", "1", "--grace", "20"), env=openai_env())
+        with reaped(w):
+            wait_until(lambda: fake.calls >= 1, what="the first model call")
+            os.kill(w.pid, sig)
+            reliability.faults += 1
+            _, err = w.communicate(timeout=30)
+        assert w.returncode == 128 + sig, err
+        assert "Traceback" not in err
+    # The in-flight job finished; nothing else was claimed; nothing left processing.
+    assert job(isolated, ids[0])["status"] == "completed"
+    for event_id in ids[1:]:
+        row = job(isolated, event_id)
+        assert row["status"] == "pending" and row["attempts"] == 0
+    assert jobs_by_status(isolated) == {"completed": 1, "pending": 2}
+    assert fake.calls == 2
+    account(isolated, ids, reliability)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_grace_shorter_than_the_job_hands_it_back(
+    tmp_path: Path, isolated: Path, reliability: Figures, sig: signal.Signals
+) -> None:
+    docs = write_docs(tmp_path / "docs", 2)
+    ids = submit(docs)
+    with TaggedServer(latency=5) as fake:
+        w = spawn(*worker_args(fake.url, "--concurrency", "2", "--grace", "0.3"), env=openai_env())
+        with reaped(w):
+            wait_until(lambda: fake.calls >= 2, what="two model calls in flight")
+            assert jobs_by_status(isolated) == {"processing": 2}
+            t0 = time.monotonic()
+            os.kill(w.pid, sig)
+            reliability.faults += 1
+            _, err = w.communicate(timeout=30)
+            waited = time.monotonic() - t0
+        assert w.returncode == 128 + sig, err
+        assert "Traceback" not in err
+    assert waited < 4, f"worker took {waited:.1f}s to honour a 0.3s grace"
+    assert jobs_by_status(isolated) == {"pending": 2}
+    for event_id in ids:
+        row = job(isolated, event_id)
+        assert row["attempts"] == 0, row  # the interrupted try does not count
+        assert row["lease_owner"] is None
+    # A later worker finishes them.
+    with TaggedServer(latency=0) as fake:
+        done = run(*worker_args(fake.url), env=openai_env())
+        assert done.returncode == 0, done.stderr
+    assert jobs_by_status(isolated) == {"completed": 2}
+    account(isolated, ids, reliability)
