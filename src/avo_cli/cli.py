@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer import _click
@@ -22,6 +22,7 @@ from avo_cli.errors import EXIT_CODE_HELP, AvoError, ExitCode
 
 if TYPE_CHECKING:
     from avo_cli.config import Settings
+    from avo_cli.engines.base import Engine
 
 
 class AvoGroup(TyperGroup):
@@ -43,8 +44,9 @@ class AvoGroup(TyperGroup):
             ctx.exit(int(exc.exit_code))
 
 
-EXIT_CODES_EPILOG = "Exit codes: " + "; ".join(
-    f"{int(code)} {text}" for code, text in EXIT_CODE_HELP.items()
+# "\b" keeps click from rewrapping the paragraph that follows: one code per line.
+EXIT_CODES_EPILOG = "\b\nExit codes:\n" + "\n".join(
+    f"  {int(code):>3}  {text}" for code, text in EXIT_CODE_HELP.items()
 )
 
 app = typer.Typer(
@@ -133,32 +135,69 @@ def _max_bytes() -> int:
     return config.DEFAULT_MAX_BYTES
 
 
+# Engine options, shared by ``work`` and ``run`` (one definition; ``_engine_settings``
+# resolves them).
+EngineOpt = Annotated[
+    str | None, typer.Option(help="auto, local or openai [env AVO_ENGINE]", show_default=False)
+]
+ModelOpt = Annotated[
+    str | None, typer.Option(help="Model name [env AVO_MODEL; gpt-4o-mini]", show_default=False)
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="OpenAI-compatible server URL [env OPENAI_BASE_URL]", show_default=False),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Jobs at once in this process [env AVO_CONCURRENCY]", show_default=False
+    ),
+]
+LeaseOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1,
+        help="Seconds a claim lives without a heartbeat [env AVO_LEASE; 60]",
+        show_default=False,
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Tries per job [env AVO_MAX_ATTEMPTS; 3]", show_default=False),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1, help="Seconds per model request [env AVO_TIMEOUT; 60]", show_default=False
+    ),
+]
+LangOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Language of results (default: the document's) [env AVO_OUTPUT_LANG]",
+        show_default=False,
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Call the model even for a document already answered")
+]
+
+
+def _engine_settings(db: str | None, **engine_flags: Any) -> Settings:
+    """Settings from the engine options of ``work``/``run`` (flags > env > file > defaults)."""
+    from avo_cli.config import load_settings
+
+    no_cache = engine_flags.pop("no_cache", False)
+    return load_settings(db=db, cache=False if no_cache else None, **engine_flags)
+
+
 @app.command(epilog="Example: avo work --engine local --max-jobs 10")
 def work(
-    engine: Annotated[
-        str | None, typer.Option(help="auto, local or openai [env AVO_ENGINE]", show_default=False)
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name [env AVO_MODEL; gpt-4o-mini]", show_default=False)
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible server URL [env OPENAI_BASE_URL]", show_default=False),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Jobs at once in this process [env AVO_CONCURRENCY]", show_default=False
-        ),
-    ] = None,
-    lease: Annotated[
-        float | None,
-        typer.Option(
-            min=0.1,
-            help="Seconds a claim lives without a heartbeat [env AVO_LEASE; 60]",
-            show_default=False,
-        ),
-    ] = None,
+    engine: EngineOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    lease: LeaseOpt = None,
     max_jobs: Annotated[
         int | None, typer.Option(min=1, help="Stop after N jobs", show_default=False)
     ] = None,
@@ -166,36 +205,18 @@ def work(
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds to let in-flight jobs finish after SIGINT/SIGTERM")
     ] = 30.0,
-    max_attempts: Annotated[
-        int | None,
-        typer.Option(min=1, help="Tries per job [env AVO_MAX_ATTEMPTS; 3]", show_default=False),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            min=0.1, help="Seconds per model request [env AVO_TIMEOUT; 60]", show_default=False
-        ),
-    ] = None,
-    lang: Annotated[
-        str | None,
-        typer.Option(
-            help="Language of results (default: the document's) [env AVO_OUTPUT_LANG]",
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Call the model even for a document already answered")
-    ] = False,
+    max_attempts: MaxAttemptsOpt = None,
+    timeout: TimeoutOpt = None,
+    lang: LangOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOption = None,
 ) -> None:
     """Drain the queue: summarise each document, then turn it into a checklist.
 
     Exits 0 when nothing is pending or processing, unless --forever.
     """
-    from avo_cli.config import load_settings
-
-    settings = load_settings(
-        db=db,
+    settings = _engine_settings(
+        db,
         engine=engine,
         model=model,
         base_url=base_url,
@@ -204,7 +225,7 @@ def work(
         max_attempts=max_attempts,
         timeout=timeout,
         lang=lang,
-        cache=False if no_cache else None,
+        no_cache=no_cache,
     )
     code = _drain(settings, max_jobs=max_jobs, forever=forever, grace=grace)
     if code != ExitCode.OK:
@@ -218,6 +239,7 @@ def _drain(
     forever: bool = False,
     grace: float = 30.0,
     stop_when: Callable[[], bool] | None = None,
+    engine: Engine | None = None,
 ) -> ExitCode:
     """Run one worker over the configured store until the queue is drained."""
     from avo_cli.engines import load_engine
@@ -225,7 +247,7 @@ def _drain(
     from avo_cli.store import open_store
     from avo_cli.worker import Worker, WorkerOptions
 
-    eng = load_engine(settings)
+    eng = engine or load_engine(settings)
     store = open_store(settings.db)
     options = WorkerOptions(
         concurrency=settings.concurrency or eng.max_concurrency or 4,
@@ -248,55 +270,64 @@ def run(
     files: Annotated[
         list[str], typer.Argument(help="Documents to process; - reads stdin", show_default=False)
     ],
-    engine: Annotated[
-        str | None, typer.Option(help="auto, local or openai [env AVO_ENGINE]", show_default=False)
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name [env AVO_MODEL]", show_default=False)
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible server URL [env OPENAI_BASE_URL]", show_default=False),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(min=1, help="Jobs at once [env AVO_CONCURRENCY]", show_default=False),
-    ] = None,
-    json_out: JsonOption = False,
+    engine: EngineOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    lease: LeaseOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    timeout: TimeoutOpt = None,
+    lang: LangOpt = None,
+    no_cache: NoCacheOpt = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON Lines (the default when piped)")
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Submit, work and print the results in one step (JSON Lines when piped).
+    """Submit, work and print the results in one step: the command for a CI step.
 
-    Exits 1 if any of the jobs failed.
+    Piped (or with --json) it prints one job per line, each exactly the object
+    `avo status --json` prints, compacted (JSON Lines); on a terminal, the
+    rendered jobs. Waits for its own jobs only. Exits 1 if any of them failed.
     """
     from avo_cli import output
-    from avo_cli.config import load_settings
     from avo_cli.documents import load_documents
-    from avo_cli.jobview import job_json
+    from avo_cli.engines import load_engine
+    from avo_cli.jobview import dump_json_line, job_json
     from avo_cli.store import open_store
+    from avo_cli.store.base import TERMINAL
 
-    settings = load_settings(
-        db=db, engine=engine, model=model, base_url=base_url, concurrency=concurrency
+    settings = _engine_settings(
+        db,
+        engine=engine,
+        model=model,
+        base_url=base_url,
+        concurrency=concurrency,
+        lease=lease,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        lang=lang,
+        no_cache=no_cache,
     )
     jobs = load_documents(files, settings.max_bytes)
-    from avo_cli.engines import resolve_engine_name
-
-    resolve_engine_name(settings)  # a bad engine fails before anything is queued
+    eng = load_engine(settings)  # a misconfigured engine fails before anything is queued
     store = open_store(settings.db)
-    store.enqueue(jobs)
-    ids = [j.event_id for j in jobs]
+    try:
+        store.enqueue(jobs)
+        waiting = [j.event_id for j in jobs]
 
-    def ours_done() -> bool:
-        return all(store.get(i).status in ("completed", "failed", "cancelled") for i in ids)
+        def ours_done() -> bool:
+            while waiting and store.get(waiting[0]).status in TERMINAL:
+                waiting.pop(0)
+            return not waiting
 
-    code = _drain(settings, stop_when=ours_done)
-    rows = [store.get(i) for i in ids]
-    store.close()
+        code = _drain(settings, stop_when=ours_done, engine=eng)
+        rows = [store.get(j.event_id) for j in jobs]
+    finally:
+        store.close()
     if json_out or not output.stdout_is_tty():
-        import json
-
         for row in rows:
-            output.data(json.dumps(job_json(row), ensure_ascii=False))
+            output.data(dump_json_line(job_json(row)))
     else:
         from avo_cli.render import render_status
 
@@ -304,7 +335,9 @@ def run(
             render_status(row)
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
-    if any(r.status != "completed" for r in rows):
+    failed = [r for r in rows if r.status != "completed"]
+    if failed:
+        output.info(f"{len(failed)} of {len(rows)} job(s) did not complete")
         raise typer.Exit(int(ExitCode.JOB_FAILED))
 
 
@@ -459,6 +492,53 @@ def purge(
         output.data(dump_json({"purged": n}))
     else:
         output.data(str(n))
+
+
+@app.command(epilog="Example: AVO_API_TOKEN=s3cret avo serve --port 8000 --workers 2")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=0, help="In-process workers (0: run avo work separately)")
+    ] = 0,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Engine of in-process workers [env AVO_ENGINE]", show_default=False),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds in-process jobs get to finish on shutdown")
+    ] = 30.0,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log each request on stderr")
+    ] = True,
+    db: DbOption = None,
+) -> None:
+    """Serve the AVO HTTP API (POST /api/jobs, GET /api/jobs/ID) over the queue.
+
+    Set AVO_API_TOKEN to require 'Authorization: Bearer TOKEN' (all but /healthz).
+    """
+    from avo_cli.config import load_settings
+    from avo_cli.errors import BackendUnavailable
+
+    try:
+        from avo_cli import serve as http_api
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("starlette", "uvicorn"):
+            raise
+        raise BackendUnavailable(
+            f"avo serve needs {exc.name.split('.')[0] if exc.name else 'starlette'}: "
+            "pip install 'avo-cli[serve]'"
+        ) from None
+    settings = load_settings(db=db, engine=engine)
+    http_api.serve(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        max_bytes=_max_bytes(),
+        grace=grace,
+        access_log=access_log,
+    )
 
 
 def main() -> None:

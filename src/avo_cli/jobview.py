@@ -79,6 +79,11 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=2)
 
 
+def dump_json_line(obj: Any) -> str:
+    """``dump_json``'s compact twin: the same object on one line (JSON Lines)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
 def verbose_details(row: JobRow) -> dict[str, Any]:
     """What ``status --verbose`` adds beside the seed schema: attempts, engine, tokens."""
     usage = json.loads(row.usage) if row.usage else None
