@@ -21,10 +21,25 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 _SCRUB = (
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "AVO_ENGINE", "AVO_MODEL", "AVO_DB", "AVO_LANG",
-    "AVO_OUTPUT_LANG", "AVO_CONCURRENCY", "AVO_LEASE", "AVO_MAX_ATTEMPTS", "AVO_MAX_BYTES",
-    "AVO_TIMEOUT", "AVO_CONTEXT_TOKENS", "AVO_CACHE", "AVO_CONFIG", "AVO_RAISE_ERRORS",
-    "AVO_API_TOKEN", "NO_COLOR", "FORCE_COLOR",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AVO_ENGINE",
+    "AVO_MODEL",
+    "AVO_DB",
+    "AVO_LANG",
+    "AVO_OUTPUT_LANG",
+    "AVO_CONCURRENCY",
+    "AVO_LEASE",
+    "AVO_MAX_ATTEMPTS",
+    "AVO_MAX_BYTES",
+    "AVO_TIMEOUT",
+    "AVO_CONTEXT_TOKENS",
+    "AVO_CACHE",
+    "AVO_CONFIG",
+    "AVO_RAISE_ERRORS",
+    "AVO_API_TOKEN",
+    "NO_COLOR",
+    "FORCE_COLOR",
 )
 
 
@@ -59,8 +74,13 @@ RunAvo = Callable[..., subprocess.CompletedProcess[str]]
 def run_avo() -> RunAvo:
     """Run the real CLI; ``env`` adds to (or with None values removes from) os.environ."""
 
-    def run(*args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None,
-            timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        input: str | bytes | None = None,
+        env: dict[str, str | None] | None = None,
+        timeout: float = 120,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
         full_env = dict(os.environ)
         for key, value in (env or {}).items():
             if value is None:
@@ -68,8 +88,15 @@ def run_avo() -> RunAvo:
             else:
                 full_env[key] = value
         text_input = input.decode("utf-8", "surrogateescape") if isinstance(input, bytes) else input
-        proc = subprocess.run(avo_cmd(*args), input=text_input, capture_output=True, text=True,
-                              env=full_env, timeout=timeout, check=False)
+        proc = subprocess.run(
+            avo_cmd(*args),
+            input=text_input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"avo {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
