@@ -541,6 +541,53 @@ def serve(
     )
 
 
+@app.command(epilog="Example: AVO_API_TOKEN=s3cret avo serve --port 8000 --workers 2")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=0, help="In-process workers (0: run avo work separately)")
+    ] = 0,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Engine of in-process workers [env AVO_ENGINE]", show_default=False),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds in-process jobs get to finish on shutdown")
+    ] = 30.0,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log each request on stderr")
+    ] = True,
+    db: DbOption = None,
+) -> None:
+    """Serve the AVO HTTP API (POST /api/jobs, GET /api/jobs/ID) over the queue.
+
+    Set AVO_API_TOKEN to require 'Authorization: Bearer TOKEN' (all but /healthz).
+    """
+    from avo_cli.config import load_settings
+    from avo_cli.errors import BackendUnavailable
+
+    try:
+        from avo_cli import serve as http_api
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("starlette", "uvicorn"):
+            raise
+        raise BackendUnavailable(
+            f"avo serve needs {exc.name.split('.')[0] if exc.name else 'starlette'}: "
+            "pip install 'avo-cli[serve]'"
+        ) from None
+    settings = load_settings(db=db, engine=engine)
+    http_api.serve(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        max_bytes=_max_bytes(),
+        grace=grace,
+        access_log=access_log,
+    )
+
+
 def main() -> None:
     """Console entry point: the one place errors become messages and exit codes."""
     from avo_cli import output
