@@ -25,12 +25,54 @@ if TYPE_CHECKING:
     from avo_cli.engines.base import Engine
 
 
+def _quiet_callback(ctx: _click.Context, param: _click.Parameter, value: bool) -> None:
+    if value:
+        from avo_cli import output
+
+        output.set_quiet(True)
+
+
+def _add_quiet_option(cmd: _click.Command, root_quiet: _click.Parameter) -> None:
+    """``-q`` after the command name too (``avo work -q``), not only ``avo -q work``.
+
+    A copy of the root ``--quiet`` option that sets the flag itself instead of
+    reaching the command function.
+    """
+    import copy
+
+    if isinstance(cmd, TyperGroup):
+        for sub in cmd.commands.values():
+            _add_quiet_option(sub, root_quiet)
+        return
+    if any(p.name == "quiet" for p in cmd.params):
+        return
+    option = copy.copy(root_quiet)
+    option.expose_value = False
+    option.callback = _quiet_callback
+    cmd.params.append(option)
+
+
 class AvoGroup(TyperGroup):
     """Turns ``AvoError`` into a one-line message and its exit code.
 
     Doing it here rather than only in ``main`` means typer's test runner and
     the real process take the same path. ``AVO_RAISE_ERRORS=1`` re-raises.
     """
+
+    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
+        # Strings and missing options need no pydantic (see fastparams): ~100 ms saved.
+        from avo_cli import fastparams
+
+        commands = [self, *self.commands.values()]
+        fastparams.install([p for c in commands for p in c.get_params(ctx)])
+        return super().parse_args(ctx, args)
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        root_quiet = next((p for p in self.params if p.name == "quiet"), None)
+        if root_quiet is not None:
+            for cmd in self.commands.values():
+                _add_quiet_option(cmd, root_quiet)
 
     def invoke(self, ctx: _click.Context) -> object:
         try:
@@ -346,9 +388,15 @@ def status(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Event id or a unique prefix")],
     json_out: JsonOption = False,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the job ends")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Like avo watch: redraw live (JSON Lines when piped)"),
+    ] = False,
     timeout: Annotated[
         float | None,
-        typer.Option(min=0, help="With --wait: give up after S seconds", show_default=False),
+        typer.Option(
+            min=0, help="With --wait/--follow: give up after S seconds", show_default=False
+        ),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Add attempts, tokens and cost")
@@ -360,6 +408,9 @@ def status(
     from avo_cli.jobview import dump_json, job_json
     from avo_cli.store import open_store
 
+    if follow:
+        _follow(job_id, timeout, json_out, verbose, db)
+        return
     store = open_store(config.db_location(db), create=False)
     row = store.get(job_id)
     if wait:
@@ -380,6 +431,57 @@ def status(
     store.close()
     if wait and row.status != "completed":
         raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+def _follow(
+    job_id: str, timeout: float | None, json_out: bool, verbose: bool, db: str | None
+) -> None:
+    """``watch``/``status --follow``: live view on a terminal, one JSON line per change piped."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json_line, job_json
+    from avo_cli.store import open_store
+    from avo_cli.store.base import JobRow
+    from avo_cli.waiting import wait_for
+
+    store = open_store(config.db_location(db), create=False)
+    try:
+        event_id = store.get(job_id).event_id
+        if json_out or not output.stdout_is_tty():
+            last: list[tuple[str, str | None]] = []
+
+            def emit(row: JobRow) -> None:
+                key = (row.status, row.error)
+                if not last or last[0] != key:
+                    last[:] = [key]
+                    output.data(dump_json_line(job_json(row)))
+
+            row = wait_for(store, event_id, timeout, emit)
+        else:
+            from avo_cli.render import watch as live_watch
+
+            row = live_watch(lambda cb: wait_for(store, event_id, timeout, cb), verbose)
+    finally:
+        store.close()
+    if row.status != "completed":
+        raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+@app.command(epilog="Example: avo watch 3f2a   (exits 0 when completed, 1 when failed)")
+def watch(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Event id or a unique prefix")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line per change (the default when piped)")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Give up after S seconds", show_default=False)
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Add attempts, tokens and cost")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Follow a job live until it ends (same as avo status --follow)."""
+    _follow(job_id, timeout, json_out, verbose, db)
 
 
 @app.command("list", epilog="Example: avo list --status failed --json | jq -r '.[].event_id'")
@@ -541,51 +643,59 @@ def serve(
     )
 
 
-@app.command(epilog="Example: AVO_API_TOKEN=s3cret avo serve --port 8000 --workers 2")
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8000,
-    workers: Annotated[
-        int, typer.Option(min=0, help="In-process workers (0: run avo work separately)")
-    ] = 0,
-    engine: Annotated[
+@app.command(epilog="Example: avo export 3f2a -o .github/PULL_REQUEST_TEMPLATE/guidelines.md")
+def export(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Event id or a unique prefix")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-F", help="md: a GitHub task list; json: the job as avo status --json"
+        ),
+    ] = "md",
+    out_file: Annotated[
         str | None,
-        typer.Option(help="Engine of in-process workers [env AVO_ENGINE]", show_default=False),
+        typer.Option("--output", "-o", help="Write to FILE (atomically); - is stdout"),
     ] = None,
-    grace: Annotated[
-        float, typer.Option(min=0, help="Seconds in-process jobs get to finish on shutdown")
-    ] = 30.0,
-    access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log each request on stderr")
-    ] = True,
     db: DbOption = None,
 ) -> None:
-    """Serve the AVO HTTP API (POST /api/jobs, GET /api/jobs/ID) over the queue.
+    """Export a completed job's summary and checklist, ready for a PR template or an issue."""
+    from avo_cli import config, output
+    from avo_cli.errors import WrongState
+    from avo_cli.export import FORMATS, to_markdown, write_atomic
+    from avo_cli.jobview import dump_json, job_json
+    from avo_cli.store import open_store
 
-    Set AVO_API_TOKEN to require 'Authorization: Bearer TOKEN' (all but /healthz).
-    """
-    from avo_cli.config import load_settings
-    from avo_cli.errors import BackendUnavailable
-
+    if fmt not in FORMATS:
+        raise AvoError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", ExitCode.USAGE)
+    store = open_store(config.db_location(db), create=False)
     try:
-        from avo_cli import serve as http_api
-    except ImportError as exc:
-        if (exc.name or "").split(".")[0] not in ("starlette", "uvicorn"):
-            raise
-        raise BackendUnavailable(
-            f"avo serve needs {exc.name.split('.')[0] if exc.name else 'starlette'}: "
-            "pip install 'avo-cli[serve]'"
-        ) from None
-    settings = load_settings(db=db, engine=engine)
-    http_api.serve(
-        settings,
-        host=host,
-        port=port,
-        workers=workers,
-        max_bytes=_max_bytes(),
-        grace=grace,
-        access_log=access_log,
-    )
+        row = store.get(job_id)
+    finally:
+        store.close()
+    if row.status != "completed":
+        raise WrongState(f"job {row.event_id} is {row.status}: only completed jobs can be exported")
+    job = job_json(row)
+    text = to_markdown(job) if fmt == "md" else dump_json(job) + "\n"
+    if out_file is None or out_file == "-":
+        output.data(text)
+        return
+    from pathlib import Path
+
+    target = Path(out_file)
+    try:
+        write_atomic(target, text)
+    except OSError as exc:
+        raise AvoError(f"cannot write {out_file}: {exc.strerror}", ExitCode.BAD_INPUT) from None
+    output.info(f"wrote {out_file}")
+
+
+def _register_config() -> None:
+    from avo_cli.config_cmd import config_app
+
+    app.add_typer(config_app, name="config")
+
+
+_register_config()
 
 
 def main() -> None:

@@ -191,7 +191,11 @@ def show_cmd(json_out: JsonOption = False) -> None:
         render_config(table, str(config_path()))
 
 
-@config_app.command("set", epilog="Example: avo config set engine local")
+@config_app.command(
+    "set",
+    epilog='Example: avo config set engine local; printf %s "$KEY" | avo config set api_key -',
+    context_settings={"ignore_unknown_options": True},  # VALUE may start with "-"
+)
 def set_cmd(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Setting name (see avo config show)")],
     value: Annotated[str, typer.Argument(metavar="VALUE", help="New value; - reads stdin")],
