@@ -266,6 +266,25 @@ class _Parser:
         self.flush_item()
         self.stack = []
 
+    def text_line(self, stripped: str, ind: int, was_blank: bool) -> None:
+        """A line of prose: lazy continuation of a list item, or paragraph text."""
+        if self.para_kind == "quote":
+            self.flush_para()
+        if self.stack:
+            if self.item and not was_blank:
+                self.item.append(stripped)  # lazy continuation
+                return
+            if was_blank and ind >= min(self.stack[-1][1], 2):
+                # a continuation paragraph of the open item
+                if self.item:
+                    self.item.append(stripped)
+                else:
+                    blk = self.blocks[self.stack[-1][2]]
+                    blk.text = (blk.text + " " + strip_inline(stripped)).strip()
+                return
+            self.end_list()
+        self.para.append(stripped)
+
     def heading(self, raw: str) -> None:
         self.flush()
         self.end_list()
@@ -339,6 +358,9 @@ def parse_uncached(text: str) -> Parsed:
             in_icode = False
         was_blank = prev_blank
         prev_blank = False
+        if ind < 4 and not in_table and stripped[0].isalpha() and "|" not in stripped:
+            p.text_line(stripped, ind, was_blank)  # fast path: plain prose
+            continue
         # an underline under a one-line paragraph: setext or rST heading (before fences:
         # "Title\n~~~~~" is a heading, not a code fence)
         adorn = _adornment(stripped) if ind < 4 else None
@@ -477,21 +499,7 @@ def parse_uncached(text: str) -> Parsed:
         if _ONLY_TAGS.match(stripped) and not strip_inline(stripped):
             p.flush()
             continue
-        if p.stack:
-            if p.item and not was_blank:
-                p.item.append(stripped)  # lazy continuation
-                continue
-            if was_blank and ind >= min(p.stack[-1][1], 2) and p.stack:
-                # a continuation paragraph of the open item
-                idx = p.stack[-1][2]
-                blk = p.blocks[idx]
-                if p.item:
-                    p.item.append(stripped)
-                else:
-                    blk.text = (blk.text + " " + strip_inline(stripped)).strip()
-                continue
-            p.end_list()
-        p.para.append(stripped)
+        p.text_line(stripped, ind, was_blank)
     p.flush()
     p.end_list()
     blocks = [b for b in p.blocks if b.text or b.kind == "row"]

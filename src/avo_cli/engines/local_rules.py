@@ -47,7 +47,7 @@ _MODAL = re.compile(
     r"may(?!\s+(?:be|cause|lead|result|happen|take|seem|appear|vary|fail|break|not\s+work|"
     r"differ|change|contain|include|also\s+be)\b)))\b"
 )
-_ONLY_MAY = re.compile(r"^only\b.*\b(?:may|can)\b")
+_ONLY_MAY = re.compile(r"^only\b.*\b(?:may|can)\b|^(?:every|each|all|any)\b[^,;]*\bneeds?\b")
 _STRONG_START = re.compile(
     r"^(?:please\s+|you\s+|we\s+)?(?:never|always|do\s+not|don't|dont|do\s+never)\b"
 )
@@ -73,6 +73,16 @@ _VERBS = frozenset(
         specify split squash start state stay stick store strip structure submit suffix supply
         support switch sync tag take target test think throw treat trim try turn type unpin
         update upgrade use validate verify version wait wrap write
+        paginate adopt announce archive audit authenticate authorize automate benchmark bind
+        cancel cap centralize clear collect combine communicate compile compress comply
+        consolidate convert correct debug decide decouple defer delegate deprecate design detect
+        downgrade edit eliminate encapsulate encode enforce estimate evaluate expire fail flush
+        forward freeze gate ignore implement inject inspect introduce invalidate maintain manage
+        minimise monitor mount parameterize parametrize parse patch persist plan poll prioritize
+        profile promote publish purge query redact refer register reload render replace
+        reproduce reset restart restore retry revert revoke rewrite salt schedule scan serialize
+        serve ship stage standardize stream stub subscribe summarize suppress track translate
+        trigger truncate unify upload watch allowlist wire
         """
     )
 )
