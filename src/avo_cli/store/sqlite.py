@@ -39,7 +39,7 @@ UPDATE jobs
 SET status = 'processing', lease_owner = :owner, lease_expires = :now + :lease,
     attempts = attempts + 1, updated_at = :now, started_at = coalesce(started_at, :now)
 WHERE id = (
-    SELECT id FROM jobs
+    SELECT id FROM jobs INDEXED BY jobs_queue  -- live jobs in queue order, no sort
     WHERE status IN ('pending', 'processing')
       AND ((status = 'pending' AND run_after <= :now)
            OR (status = 'processing' AND lease_expires < :now))
