@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from avo_cli.chain import run_chain, total_usage
 from avo_cli.engines.base import Document, Engine
@@ -92,6 +92,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: asyncio.Future[Any] | None = None  # store.wait_for_work in a thread
 
     # --- entry point ----------------------------------------------------------
 
@@ -193,8 +194,24 @@ class Worker:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        wait_for_work = getattr(self.store, "wait_for_work", None)  # base.WakeUp
+        if wait_for_work is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            return
+        # A store that can be told about new work (PostgreSQL LISTEN) blocks in a
+        # thread; one waiter at a time, reused if a wake-up cut the last sleep short.
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.ensure_future(asyncio.to_thread(wait_for_work, seconds))
+        wake: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                [wake, self._listener], timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            wake.cancel()
+        if self._listener.done() and not self._listener.cancelled():
+            self._listener.exception()  # a failed wait is only a missed wake-up: keep polling
 
     def _start(self, job: ClaimedJob) -> None:
         task = asyncio.create_task(self._process(job))

@@ -193,3 +193,17 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WakeUp(Protocol):
+    """Optional: a store that can tell an idle worker new work arrived.
+
+    PostgreSQL implements it with LISTEN/NOTIFY (enqueue, retry and release
+    notify). The worker calls it through ``asyncio.to_thread`` instead of its
+    plain sleep; a store without it (SQLite) is polled. It may return early
+    and spuriously; returning late is bounded by ``timeout``.
+    """
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True if woken by new work."""
+        ...
