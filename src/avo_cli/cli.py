@@ -698,6 +698,37 @@ def _register_config() -> None:
 _register_config()
 
 
+@app.command(epilog="Example: AVO_DB=postgresql://avo@db.internal/avo avo migrate")
+def migrate(json_out: JsonOption = False, db: DbOption = None) -> None:
+    """Create or upgrade the database schema now (every command also does it on first use).
+
+    Safe to run from many machines at once: PostgreSQL migrations take an
+    advisory lock, SQLite ones a write lock.
+    """
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json
+    from avo_cli.store import is_postgres, open_store
+
+    url = config.db_location(db)
+    store = open_store(url)
+    try:
+        if is_postgres(url):
+            from avo_cli.store.postgres import PostgresStore, display_url
+
+            assert isinstance(store, PostgresStore)
+            backend, where, version = "postgresql", display_url(url), store.schema_version()
+        else:
+            from avo_cli.store.sqlite import SCHEMA_VERSION
+
+            backend, where, version = "sqlite", store.url, SCHEMA_VERSION
+    finally:
+        store.close()
+    if json_out:
+        output.data(dump_json({"backend": backend, "database": where, "schema_version": version}))
+    else:
+        output.data(f"{where}: {backend} schema version {version}")
+
+
 def main() -> None:
     """Console entry point: the one place errors become messages and exit codes."""
     from avo_cli import output
