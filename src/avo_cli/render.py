@@ -99,10 +99,10 @@ def status_renderables(
     head.append(row.event_id)
     head.append("  ")
     head.append_text(status_text(row.status))
-    head.append(
-        f"  created {age(row.created_at, now)} · updated {age(row.updated_at, now)}", style="dim"
+    ages = Text(
+        f"created {age(row.created_at, now)} · updated {age(row.updated_at, now)}", style="dim"
     )
-    parts: list[RenderableType] = [head, _t(job["message"])]
+    parts: list[RenderableType] = [head, ages, _t(job["message"])]
     if verbose or row.status != "completed":
         parts.append(
             _t(f"source: {row.source} ({row.size:,} bytes) · attempts: {row.attempts}", "dim")
@@ -162,11 +162,12 @@ def list_table(rows: list[JobRow], now: float | None = None) -> RenderableType:
     if not rows:
         return Text("No jobs.", style="dim")
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    table.add_column("event id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("source", overflow="ellipsis", no_wrap=True)
-    table.add_column("created", no_wrap=True)
-    table.add_column("updated", no_wrap=True)
+    # fixed columns keep their width; a long source name is the one that gives way
+    table.add_column("event id", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=10)
+    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=34)
+    table.add_column("created", no_wrap=True, min_width=7)
+    table.add_column("updated", no_wrap=True, min_width=7)
     for row in rows:
         table.add_row(
             Text(row.event_id[:8]),
