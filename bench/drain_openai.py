@@ -46,7 +46,39 @@ def avo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_cli(server: FakeOpenAI, jobs: int, concurrency: int) -> tuple[float, int]:
+class ServerProcess:
+    """The fake server in its own process, so its threads do not share our GIL."""
+
+    def __init__(self, latency: float) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "fake_openai.py"),
+                "--port",
+                "0",
+                "--latency",
+                str(latency),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        self.url = line.split(" on ", 1)[1].split()[0]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def completed(env: dict[str, str]) -> int:
+    import json
+
+    proc = avo("list", "--status", "completed", "--limit", "100000", "--json", env=env)
+    return len(json.loads(proc.stdout)) if proc.returncode == 0 else -1
+
+
+def run_cli(url: str, jobs: int, concurrency: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "AVO_DB": str(Path(tmp) / "avo.db"), "OPENAI_API_KEY": KEY}
         env.pop("OPENAI_BASE_URL", None)
@@ -58,7 +90,6 @@ def run_cli(server: FakeOpenAI, jobs: int, concurrency: int) -> tuple[float, int
         proc = avo("submit", *files, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"avo submit failed: {proc.stderr}")
-        before = len(server.chat_requests)
         started = time.perf_counter()
         proc = avo(
             "--quiet",
@@ -66,7 +97,7 @@ def run_cli(server: FakeOpenAI, jobs: int, concurrency: int) -> tuple[float, int
             "--engine",
             "openai",
             "--base-url",
-            server.url,
+            url,
             "--concurrency",
             str(concurrency),
             "--no-cache",
@@ -75,7 +106,7 @@ def run_cli(server: FakeOpenAI, jobs: int, concurrency: int) -> tuple[float, int
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"avo work failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return wall, len(server.chat_requests) - before
+        return wall, completed(env)
 
 
 async def bare_loop(url: str, jobs: int, concurrency: int) -> float:
@@ -134,30 +165,41 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64])
     parser.add_argument("--no-cli", action="store_true", help="skip the avo work processes")
+    parser.add_argument(
+        "--in-process-server", action="store_true", help="run the fake server in this process"
+    )
     args = parser.parse_args()
 
-    with FakeOpenAI(latency=args.latency) as server:
-        print(
-            f"fake server {server.url}: latency {args.latency}s, {args.jobs} jobs, 2 calls/job",
-            flush=True,
-        )
-        header = (
-            f"{'conc':>5} {'ideal':>8} {'bare loop':>10} {'engine':>8} {'avo work':>9} {'calls':>6}"
-        )
-        print(header)
+    if args.in_process_server:
+        local: FakeOpenAI | None = FakeOpenAI(latency=args.latency).start()
+        url = local.url
+        remote = None
+    else:
+        local, remote = None, ServerProcess(args.latency)
+        url = remote.url
+    try:
+        print(f"fake server {url}: latency {args.latency}s, {args.jobs} jobs, 2 calls/job")
+        cols = ("conc", "ideal", "bare loop", "engine", "avo work", "done")
+        print("{:>5} {:>8} {:>10} {:>8} {:>9} {:>6}".format(*cols), flush=True)
         for n in args.concurrency:
             ideal = args.jobs * 2 * args.latency / n
-            bare = asyncio.run(bare_loop(server.url, args.jobs, n))
-            direct = asyncio.run(engine_direct(server.url, args.jobs, n))
+            bare = asyncio.run(bare_loop(url, args.jobs, n))
+            direct = asyncio.run(engine_direct(url, args.jobs, n))
             if args.no_cli:
-                cli_wall, calls = float("nan"), 0
+                cli_wall, done = float("nan"), 0
             else:
-                cli_wall, calls = run_cli(server, args.jobs, n)
+                cli_wall, done = run_cli(url, args.jobs, n)
             print(
-                f"{n:>5} {ideal:>7.2f}s {bare:>9.2f}s {direct:>7.2f}s {cli_wall:>8.2f}s {calls:>6}",
+                f"{n:>5} {ideal:>7.2f}s {bare:>9.2f}s {direct:>7.2f}s {cli_wall:>8.2f}s {done:>6}",
                 flush=True,
             )
-        print(f"peak requests in flight at the server: {server.max_in_flight}")
+        if local is not None:
+            print(f"peak requests in flight at the server: {local.max_in_flight}")
+    finally:
+        if local is not None:
+            local.stop()
+        if remote is not None:
+            remote.close()
 
 
 if __name__ == "__main__":
