@@ -116,8 +116,11 @@ def update_file(key: str, value: Any | None, path: Path | None = None) -> Path:
     except FileNotFoundError:
         text = ""
     new = edit_text(text, key, value)
-    parsed = tomllib.loads(new)
-    ok = key not in parsed if value is None else parsed.get(key) == value
+    try:
+        parsed = tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        parsed = None
+    ok = parsed is not None and (key not in parsed if value is None else parsed.get(key) == value)
     if not ok:  # e.g. a multi-line value or a dotted key we do not rewrite
         raise ConfigError(f"cannot edit {key} in {path} safely; edit the file by hand")
     try:
