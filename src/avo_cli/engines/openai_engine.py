@@ -193,9 +193,20 @@ class OpenAIEngine:
                     system, summary_user(chunk, (index, total)), stage, usage
                 )
 
-        partials = await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1)))
+        partials = list(await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1))))
         reduce_system = system_prompt(REDUCE_SYSTEM, self.lang)
-        draft = await self._structured(reduce_system, reduce_user(list(partials)), stage, usage)
+
+        async def merge(group: list[dict[str, Any]]) -> dict[str, Any]:
+            async with sem:
+                return await self._structured(reduce_system, reduce_user(group), stage, usage)
+
+        # partial summaries too long for one reduce call are merged in rounds
+        while len(partials) > 1 and estimate_tokens(reduce_user(partials)) > self.chunk_budget:
+            groups = _group_partials(partials, self.chunk_budget)
+            if len(groups) == len(partials):  # each partial alone fills the budget
+                break
+            partials = list(await asyncio.gather(*(merge(g) for g in groups)))
+        draft = await merge(partials)
         return StageResult(draft=draft, usage=usage)
 
     async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
@@ -253,7 +264,7 @@ class OpenAIEngine:
         except AnswerError as second:
             raise TransientJobError(
                 f"model {self.model} gave no valid {stage.name} JSON even after a repair "
-                f"request: {second}"
+                f"request: {_one_line(str(second))}"
             ) from None
 
     async def _chat(
@@ -412,6 +423,25 @@ class OpenAIEngine:
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def _group_partials(partials: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """Consecutive groups of at least two partial summaries, each within the budget if possible."""
+    groups: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    for partial in partials:
+        candidate = [*current, partial]
+        if len(current) >= 2 and estimate_tokens(reduce_user(candidate)) > budget:
+            groups.append(current)
+            current = [partial]
+        else:
+            current = candidate
+    if current:
+        if len(current) == 1 and groups:
+            groups[-1].append(current[0])
+        else:
+            groups.append(current)
+    return groups
 
 
 def _summary_model() -> type[BaseModel]:
