@@ -10,8 +10,9 @@ For each document in ``docs/`` with a label file ``labels/<stem>.json``
 * agreement: share of found rules whose ``required`` flag matches the label;
 * sections: share of labelled sections that appear as categories;
 * unlabelled: share of items that match no labelled rule;
-* ms per 10 KB: median of several runs of both stages, per document, plus a
-  ~1 MB synthetic document made by repeating the docs.
+* ms per 10 KB: median of several cold runs of both stages, per document, plus a
+  ~1 MB synthetic document made by repeating the docs (CPU time is the target;
+  wall time is reported next to it).
 
 Exits 1 when a target is missed.
 """
@@ -46,16 +47,27 @@ def _norm(s: str) -> str:
     return _WS.sub(" ", s).strip().casefold()
 
 
-def _time_ms_per_10kb(text: str, runs: int) -> float:
-    samples = []
+def _time_ms_per_10kb(text: str, runs: int) -> tuple[float, float]:
+    """(CPU ms, wall ms) per 10 KB for both stages, medians of ``runs`` cold runs.
+
+    The target applies to CPU time (``time.process_time``): it is the engine's own
+    cost, whereas wall time on a shared machine also counts other processes.
+    """
+    cpu: list[float] = []
+    wall: list[float] = []
     for _ in range(runs):
         clear_caches()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         summarize_text(text, "bench.md")
         extract_checklist(text, "bench.md")
-        samples.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
     size_10kb = max(len(text.encode("utf-8")), 1) / 10240
-    return statistics.median(samples) * 1000 / size_10kb
+    return (
+        statistics.median(cpu) * 1000 / size_10kb,
+        statistics.median(wall) * 1000 / size_10kb,
+    )
 
 
 def evaluate_doc(path: Path, labels: dict[str, Any], runs: int = 7) -> dict[str, Any]:
@@ -93,7 +105,9 @@ def evaluate_doc(path: Path, labels: dict[str, Any], runs: int = 7) -> dict[str,
         "agreement": agree / found if found else 1.0,
         "sections": len(covered) / len(sections) if sections else 1.0,
         "unlabelled": len(unlabelled) / len(items) if items else 0.0,
-        "ms_per_10kb": _time_ms_per_10kb(text, runs),
+        **dict(
+            zip(("ms_per_10kb", "wall_ms_per_10kb"), _time_ms_per_10kb(text, runs), strict=True)
+        ),
         "missed": missed,
         "disagreed": disagreed,
         "unlabelled_items": unlabelled,
@@ -127,7 +141,10 @@ def evaluate(runs: int = 7) -> dict[str, Any]:
         "sections": sum(d["_covered"] for d in docs) / max(1, sum(d["_sections"] for d in docs)),
         "unlabelled": sum(d["_unlabelled"] for d in docs) / n_items if n_items else 0.0,
         "ms_per_10kb": statistics.median(d["ms_per_10kb"] for d in docs),
-        "ms_per_10kb_1mb": _time_ms_per_10kb(big, 3),
+        "wall_ms_per_10kb": statistics.median(d["wall_ms_per_10kb"] for d in docs),
+        **dict(
+            zip(("ms_per_10kb_1mb", "wall_ms_per_10kb_1mb"), _time_ms_per_10kb(big, 3), strict=True)
+        ),
         "bytes_1mb": len(big.encode("utf-8")),
     }
     failures = []
@@ -205,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"1 MB synthetic document ({o['bytes_1mb']} bytes): "
-            f"{o['ms_per_10kb_1mb']:.2f} ms per 10 KB"
+            f"{o['ms_per_10kb_1mb']:.2f} ms per 10 KB "
+            f"(wall {o['wall_ms_per_10kb_1mb']:.2f}); documents: wall {o['wall_ms_per_10kb']:.2f}"
         )
         print(
             "targets:",

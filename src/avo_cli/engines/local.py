@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -282,19 +283,18 @@ def extract_checklist(text: str, source: str = "") -> ChecklistDraft:
 
 
 def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
-    tokens: list[list[str]] = []
-    freq: dict[str, int] = {}
-    for _, _, sentence, _ in cands:
-        words = [w for w in _TOKEN.findall(sentence.lower()) if w not in _STOPWORDS]
-        tokens.append(words)
-        for w in words:
-            freq[w] = freq.get(w, 0) + 1
-    top = max(freq.values()) if freq else 1
+    tokens = [_TOKEN.findall(c[2].lower()) for c in cands]
+    freq: Counter[str] = Counter()
+    for words in tokens:
+        freq.update(words)
+    top = max((c for w, c in freq.items() if w not in _STOPWORDS), default=1)
     scores: list[float] = []
     seen_sections: set[int] = set()
     for (pos, section, sentence, is_rule), words in zip(cands, tokens, strict=True):
-        uniq = dict.fromkeys(words)
-        score = sum(freq[w] for w in uniq) / top / (len(uniq) + 4) * 4 if uniq else 0.0
+        uniq = set(words)
+        uniq -= _STOPWORDS
+        # integer sum: independent of set order, so the result is deterministic
+        score = sum(map(freq.__getitem__, uniq)) / top / (len(uniq) + 4) * 4 if uniq else 0.0
         if is_rule:
             score += 0.6
         if pos == 0:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 # --- inline markup -------------------------------------------------------------------------
 
-_NEEDS_INLINE = re.compile(r"[*_`\[\]<>&\\~:!]")
+_NEEDS_INLINE = re.compile(r"[*_`\[<&\\~]")
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _RST_LINK = re.compile(r"`([^`<\n]+?)\s*<[^`>\n]*>`__?")
 _RST_ROLE = re.compile(r":[A-Za-z][\w:.+-]{0,40}:(?=`)")

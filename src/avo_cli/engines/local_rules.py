@@ -41,7 +41,7 @@ _MODAL = re.compile(
     r"(?:is|are|be|been|being|was|were)\s+(?:\w+\s+)?required|required to|mandatory|compulsory|"
     r"(?:is|are|isn't|aren't|be)\s+not\s+(?:allowed|permitted)|(?:isn't|aren't)\s+(?:allowed|permitted)|"
     r"prohibited|forbidden|disallowed|banned|(?:is|are)\s+expected\s+to|(?:is|are)\s+limited\s+to|"
-    r"requires?|not\s+acceptable|unacceptable)"
+    r"requires?|not\s+acceptable|unacceptable|(?<!not )(?<!n't )needs?\s+(?:a|an)\b)"
     r"|(?P<weak>should|shouldn't|ought\s+to|recommended|recommend|advisable|advised|"
     r"encouraged|discouraged|optional|(?:it's|it\s+is)\s+better|better\s+to|suggested|suggest|"
     r"may(?!\s+(?:be|cause|lead|result|happen|take|seem|appear|vary|fail|break|not\s+work|"
@@ -82,7 +82,8 @@ _VERBS = frozenset(
         profile promote publish purge query redact refer register reload render replace
         reproduce reset restart restore retry revert revoke rewrite salt schedule scan serialize
         serve ship stage standardize stream stub subscribe summarize suppress track translate
-        trigger truncate unify upload watch allowlist wire
+        trigger truncate unify upload watch allowlist wire page roll escalate hand ping tell
+        wake declare rotate tidy clarify copy document drain reboot repeat rerun snapshot
         """
     )
 )
@@ -108,6 +109,20 @@ _LEAD_SKIP = frozenset(
     )
 )
 _WORD = re.compile(r"[a-z][a-z'’-]*")
+_ONLY_STARTS = ("only", "every", "each", "all", "any")
+# the words without which _MODAL, _STRONG_START/_NEVER and _WEAK_VERB cannot match
+_MODAL_TRIGGERS = frozenset(
+    _words(
+        """
+        must mustn't shall shan't need needs has have required mandatory compulsory allowed
+        permitted prohibited forbidden disallowed banned expected limited require requires
+        acceptable unacceptable should shouldn't ought recommended recommend advisable advised
+        encouraged discouraged optional better suggested suggest may
+        """
+    )
+)
+_STRONG_TRIGGERS = frozenset(["never", "always", "do", "don't", "dont"])
+_WEAK_TRIGGERS = frozenset(["avoid", "prefer", "consider", "try"])
 
 
 def _imperative(lower: str) -> bool | None:
@@ -122,6 +137,8 @@ def _imperative(lower: str) -> bool | None:
     k = 0
     while k < len(words) - 1 and words[k] in _LEAD_SKIP:
         k += 1
+    if len(words) - k < 2:
+        return None  # a lone word ("fix") is a label, not an instruction
     w0 = words[k].replace("’", "'")
     w1 = words[k + 1] if k + 1 < len(words) else ""
     w2 = words[k + 2] if k + 2 < len(words) else ""
@@ -149,12 +166,17 @@ def _english(s: str) -> bool | None:
 
 
 def _english_clause(lower: str) -> bool | None:
-    if _ONLY_MAY.match(lower):
+    # a cheap word-set test gates every unanchored regex search
+    words = set(_WORD.findall(lower))
+    if lower.startswith(_ONLY_STARTS) and _ONLY_MAY.match(lower):
         return True
-    m = _MODAL.search(lower)
-    if m is not None:
-        return m.group("strong") is not None
-    if _STRONG_START.match(lower) or _NEVER.search(lower):
+    if not words.isdisjoint(_MODAL_TRIGGERS):
+        m = _MODAL.search(lower)
+        if m is not None:
+            return m.group("strong") is not None
+    if not words.isdisjoint(_STRONG_TRIGGERS) and (
+        _STRONG_START.match(lower) or _NEVER.search(lower)
+    ):
         return True
     verdict = _imperative(lower)
     if verdict is not None:
@@ -167,7 +189,7 @@ def _english_clause(lower: str) -> bool | None:
                 verdict = _imperative(rest.strip())
                 if verdict is not None:
                     return verdict
-    if _WEAK_VERB.search(lower):
+    if not words.isdisjoint(_WEAK_TRIGGERS) and _WEAK_VERB.search(lower):
         return False
     return None
 
@@ -180,7 +202,8 @@ _KO_OPTIONAL_END = re.compile(
     r"낫습니다|낫다)|바람직합니다|바람직하다|"
     r"(?:권장|추천|지양)(?:합니다|됩니다|한다|된다|해요|함|됨|하세요|하십시오|해\s*주세요|할\s*것|"
     r"사항입니다|사항|)|고려(?:하세요|하십시오|해\s*주세요|해\s*보세요|해보세요|할\s*것|합니다|한다)|"
-    r"(?:해도|어도|아도|도)\s*(?:됩니다|된다|좋습니다|괜찮습니다)|선택\s*사항(?:입니다|이다|))$"
+    r"(?:해도|어도|아도|도)\s*(?:됩니다|된다|좋습니다|괜찮습니다)|선택\s*사항(?:입니다|이다|)|"
+    r"것도\s*(?:좋은\s*)?방법(?:이다|입니다))$"
 )
 _KO_REQUIRED_END = re.compile(
     r"(?:(?:야|어야|아야|여야)\s*(?:합니다|한다|함|해요|됩니다|된다)|"
@@ -196,6 +219,11 @@ _KO_LIST_NOUN = re.compile(
     r"(?:작성|사용|포함|확인|추가|삭제|제거|적용|유지|명시|기재|설정|검토|실행|지정|준수|제공|기록|표시|"
     r"통일|분리|금지|필수|하기)$"
 )
+_KO_ONLY_CAN = re.compile(r"만\s.*수\s*있(?:다|습니다|음)$")
+_KO_META_SUBJECT = re.compile(
+    r"^(?:이|본|아래|다음)\s*(?:문서|가이드|도구|스크립트|섹션|장|절|표|규칙은)"
+)
+_KO_DESCRIPTIVE_VERB = ("의미한다", "뜻한다", "해당한다", "속한다", "지원한다", "설명한다", "된다")
 _KO_STRONG_WORD = re.compile(r"반드시|절대로|절대")
 _KO_TRAIL = " \t.!。…\"'”’)]*~"
 
@@ -203,6 +231,17 @@ _KO_TRAIL = " \t.!。…\"'”’)]*~"
 def _rieul_final(ch: str) -> bool:
     code = ord(ch) - 0xAC00
     return 0 <= code < 11172 and code % 28 == 8
+
+
+def _plain_present(k: str) -> bool:
+    """A plain-style present-tense verb ending (~ㄴ다/~는다), the rule register of 한다체."""
+    if len(k) < 3 or not k.endswith("다") or k.endswith(_KO_DESCRIPTIVE_VERB):
+        return False
+    prev = k[-2]
+    if prev == "는":
+        return True
+    code = ord(prev) - 0xAC00
+    return 0 <= code < 11172 and code % 28 == 4  # final consonant ㄴ: 한다, 돌린다, 따른다
 
 
 def _korean(s: str, in_list: bool) -> bool | None:
@@ -223,6 +262,12 @@ def _korean(s: str, in_list: bool) -> bool | None:
         if prev and _rieul_final(prev[-1]):
             return True
     if in_list and (_KO_LIST_DECL.search(tail) or _KO_LIST_NOUN.search(tail)):
+        return True
+    if _KO_ONLY_CAN.search(tail):  # "태그는 담당자만 생성할 수 있다"
+        return True
+    if _plain_present(tail) and not _KO_META_SUBJECT.match(
+        s
+    ):  # 한다체: "제목은 50자 이내로 작성한다"
         return True
     if _KO_STRONG_WORD.search(k) and _HANGUL.search(tail[-1:] or ""):
         return True
