@@ -308,10 +308,10 @@ def test_hang_past_timeout_is_retried(server: FakeOpenAI) -> None:
 def test_hang_forever_is_transient(server: FakeOpenAI) -> None:
     server.default = hang(3.0)
     engine = make_engine(server, timeout=0.3)
-    engine.request_tries = 2
-    with pytest.raises(TransientJobError, match=r"did not answer within 0\.3s"):
+    assert engine.request_tries == 4 and engine.timeout_tries == 2
+    with pytest.raises(TransientJobError, match=r"did not answer within 0\.3s \(2 tries\)"):
         run_summary(engine)
-    assert len(server.chat_requests) == 2
+    assert len(server.chat_requests) == 2  # timeouts get fewer tries than 5xx
 
 
 def test_connection_refused_is_transient() -> None:

@@ -10,7 +10,8 @@ Failure policy (the worker retries ``TransientJobError`` jobs up to
 * requests are retried here by tenacity (the SDK's own retries are off):
   429 (not ``insufficient_quota``), 408/409, 5xx, connection errors and
   timeouts, with exponential back-off and jitter, honouring ``Retry-After`` /
-  ``retry-after-ms`` (capped). When the tries are exhausted: TransientJobError.
+  ``retry-after-ms`` (capped). Timeouts get fewer tries (``timeout_tries``)
+  than 5xx answers. When the tries are exhausted: TransientJobError.
 * 400/401/403/404/422, ``insufficient_quota``, refusals, ``finish_reason`` of
   ``length``/``content_filter``: PermanentJobError at once.
 * a server that rejects ``json_schema`` response formats is asked again with
@@ -94,6 +95,9 @@ class OpenAIEngine:
     backoff_base = 1.0
     backoff_max = 8.0
     backoff_jitter = 0.5
+    #: tries per request when the server does not answer within the timeout: a server
+    #: that hangs once tends to hang again, and the worker retries the job anyway
+    timeout_tries = 2
     #: longest Retry-After honoured; longer waits are cut to this
     retry_after_cap = 30.0
     #: concurrent chunk calls of one long document
@@ -330,10 +334,22 @@ class OpenAIEngine:
     # --- one HTTP request with retries ---------------------------------------------
 
     async def _request(self, messages: list[dict[str, str]], kwargs: dict[str, Any]) -> Any:
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+        oa = self._openai
+        tries = max(1, self.request_tries)
+        timeouts = 0
+        made = 0
+
+        def stop(state: RetryCallState) -> bool:
+            nonlocal timeouts
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, oa.APITimeoutError):
+                timeouts += 1
+            return state.attempt_number >= tries or timeouts >= max(1, self.timeout_tries)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, self.request_tries)),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception(self._retryable),
             reraise=True,
@@ -341,16 +357,17 @@ class OpenAIEngine:
         try:
             async for attempt in retrying:
                 with attempt:
+                    made = attempt.retry_state.attempt_number
                     return await self._client.chat.completions.create(
                         model=self.model,
                         messages=messages,  # type: ignore[arg-type]
                         timeout=self.timeout,
                         **kwargs,
                     )
-        except self._openai.APIStatusError as exc:
-            raise self._status_error(exc, kwargs) from None
-        except self._openai.APIConnectionError as exc:
-            raise self._connection_error(exc) from None
+        except oa.APIStatusError as exc:
+            raise self._status_error(exc, kwargs, made) from None
+        except oa.APIConnectionError as exc:
+            raise self._connection_error(exc, made) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retryable(self, exc: BaseException) -> bool:
@@ -376,7 +393,7 @@ class OpenAIEngine:
         delay = self.backoff_base * 2 ** (n - 1) + random.uniform(0, self.backoff_jitter)
         return float(min(delay, self.backoff_max))
 
-    def _status_error(self, exc: Any, kwargs: dict[str, Any]) -> Exception:
+    def _status_error(self, exc: Any, kwargs: dict[str, Any], made: int) -> Exception:
         status = int(exc.status_code)
         code = _error_code(exc)
         detail = _one_line(_error_message(exc))
@@ -390,10 +407,10 @@ class OpenAIEngine:
             msg = f"{where} has no quota left for this API key ({text}); check billing"
             return PermanentJobError(self._scrub(msg))
         if status == 429:
-            msg = f"{where} kept rate-limiting after {self.request_tries} tries ({text})"
+            msg = f"{where} kept rate-limiting after {_tries(made)} ({text})"
             return TransientJobError(self._scrub(msg))
         if status >= 500 or status in (408, 409):
-            msg = f"{where} kept failing after {self.request_tries} tries ({text})"
+            msg = f"{where} kept failing after {_tries(made)} ({text})"
             return TransientJobError(self._scrub(msg))
         hint = {
             401: "authentication failed; check OPENAI_API_KEY",
@@ -402,14 +419,14 @@ class OpenAIEngine:
         }.get(status, "request rejected")
         return PermanentJobError(self._scrub(f"{where} {hint} ({text})"))
 
-    def _connection_error(self, exc: Any) -> Exception:
+    def _connection_error(self, exc: Any, made: int) -> Exception:
         where = self._where()
         if isinstance(exc, self._openai.APITimeoutError):
-            msg = f"{where} did not answer within {self.timeout:g}s ({self.request_tries} tries)"
+            msg = f"{where} did not answer within {self.timeout:g}s ({_tries(made)})"
         else:
             cause = exc.__cause__ or exc.__context__
             reason = _one_line(f"{type(cause).__name__}: {cause}") if cause else "connection error"
-            msg = f"cannot reach {where} after {self.request_tries} tries ({reason})"
+            msg = f"cannot reach {where} after {_tries(made)} ({reason})"
         return TransientJobError(self._scrub(msg))
 
     def _where(self) -> str:
@@ -460,6 +477,10 @@ def _dumps(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _one_line(text: str, limit: int = 300) -> str:
