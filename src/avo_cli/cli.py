@@ -74,6 +74,34 @@ class AvoGroup(TyperGroup):
             for cmd in self.commands.values():
                 _add_quiet_option(cmd, root_quiet)
 
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Usage errors as one line too: ``avo: error: … (see 'avo status --help')``."""
+        if not kwargs.get("standalone_mode", True):
+            return super().main(args, prog_name, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(args, prog_name, **kwargs)
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # bare `avo` or `avo config`: the help itself is the answer
+            sys.exit(exc.exit_code)
+        except _click.ClickException as exc:
+            from avo_cli import output
+
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            output.error(exc.format_message() + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            from avo_cli import output
+
+            output.error("aborted")
+            sys.exit(int(ExitCode.JOB_FAILED))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: _click.Context) -> object:
         try:
             return super().invoke(ctx)
