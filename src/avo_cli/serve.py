@@ -72,7 +72,6 @@ T = TypeVar("T")
 DEFAULT_SOURCE = "<http>"
 MAX_SOURCE_CHARS = 512
 MAX_LIST_LIMIT = 1000
-READER_THREADS = 4
 TOKEN_ENV = "AVO_API_TOKEN"
 OPEN_PATHS = frozenset({"/healthz"})
 TEXT_TYPES = frozenset({"text/markdown", "text/plain"})
@@ -128,17 +127,25 @@ def _avo_error_status(exc: AvoError) -> tuple[int, str]:
 
 
 class StoreAccess:
-    """Stores for the handlers: one writer thread (group commit), a few readers."""
+    """Stores for the handlers: a writer thread (group commit) and a reader thread.
 
-    def __init__(self, url: str, readers: int = READER_THREADS) -> None:
+    Each thread has its own store. Requests that arrive while a thread is busy
+    are handed to it together in one hop: with 50 clients, one thread switch
+    serves dozens of requests instead of each paying for its own (and a pool of
+    threads would mostly fight the event loop for the GIL).
+    """
+
+    def __init__(self, url: str) -> None:
         self.url = url
         self._local = threading.local()
         self._opened: list[Store] = []
         self._opened_lock = threading.Lock()
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="avo-serve-read")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="avo-serve-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="avo-serve-write")
         self._pending: list[tuple[NewJob, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._reads: list[tuple[Callable[[Store], Any], asyncio.Future[Any]]] = []
+        self._read_task: asyncio.Task[None] | None = None
 
     def _store(self) -> Store:
         store: Store | None = getattr(self._local, "store", None)
@@ -150,8 +157,42 @@ class StoreAccess:
         return store
 
     async def read(self, fn: Callable[[Store], T]) -> T:
+        """``fn(store)`` on the reader thread; reads never wait behind writes (WAL)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._store()))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._reads.append((fn, fut))
+        if self._read_task is None or self._read_task.done():
+            self._read_task = loop.create_task(self._drain_reads())
+        result: T = await fut
+        return result
+
+    def _run_reads(
+        self, batch: list[tuple[Callable[[Store], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        store = self._store()
+        out: list[tuple[bool, Any]] = []
+        for fn, _ in batch:
+            try:
+                out.append((True, fn(store)))
+            except Exception as exc:
+                out.append((False, exc))
+        return out
+
+    async def _drain_reads(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._reads:
+            batch, self._reads = self._reads, []
+            try:
+                results = await loop.run_in_executor(self._reader, self._run_reads, batch)
+            except Exception as exc:  # the store could not be opened
+                results = [(False, exc)] * len(batch)
+            for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                if fut.done():  # the client went away
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
 
     async def enqueue(self, job: NewJob) -> None:
         """Queue one job; returns once it is committed.
@@ -193,7 +234,7 @@ class StoreAccess:
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
         with self._opened_lock:
             stores, self._opened = self._opened, []
         for store in stores:

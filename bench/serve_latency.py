@@ -1,0 +1,302 @@
+"""``avo serve`` latency: ``POST /api/jobs`` under 50 concurrent closed-loop clients.
+
+Starts ``avo serve`` itself on a free loopback port (default settings, so the
+access log is on and goes to a file), then runs N clients for D seconds; each
+keeps one keep-alive connection and sends its next request as soon as the last
+one is answered. The client is raw asyncio streams (no HTTP library) so it
+steals as little of the 2 shared cores as possible.
+
+Goal: p99 under 50 ms on the default SQLite store. Baseline measured in the
+same run and under the same load: ``GET /healthz`` (the HTTP stack with no
+store access), so the ratio shows what queueing a job costs over the server
+itself. ``GET /api/jobs/{id}`` is measured too.
+
+PostgreSQL: with ``--pg URL`` or ``AVO_BENCH_PG`` (an admin URL such as
+``postgresql://postgres@127.0.0.1:5432/test``) the POST phase runs again on a
+fresh ``avo_bench_*`` database created there and dropped afterwards.
+
+Bounded: at most ``--max-requests`` per phase and ``--duration`` seconds.
+Run: ``.venv/bin/python bench/serve_latency.py [--clients 50] [--duration 10] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import GUIDE, PYTHON, bench_env, header, verdict, workdir
+
+GOAL_P99 = 0.050
+Maker = Callable[[int], bytes]
+LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    ok_total: int = 0  # answers with the expected status, warm-up included
+    stored: int | None = None  # jobs the store gained during the phase
+
+    def pct(self, p: float) -> float:
+        xs = sorted(self.latencies)
+        if not xs:
+            return float("nan")
+        return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+    def line(self) -> str:
+        n = len(self.latencies)
+        rate = n / self.elapsed if self.elapsed else 0.0
+        errs = sum(self.errors.values())
+        return (
+            f"  {self.name:<34} n={n:<6} p50={self.pct(50) * 1000:6.1f} ms  "
+            f"p90={self.pct(90) * 1000:6.1f} ms  p99={self.pct(99) * 1000:6.1f} ms  "
+            f"max={max(self.latencies, default=0) * 1000:6.1f} ms  "
+            f"{rate:7.0f} req/s  errors={errs}{' ' + str(self.errors) if errs else ''}"
+        )
+
+
+# --- a minimal HTTP/1.1 keep-alive client ------------------------------------------------
+
+
+def request_bytes(method: str, path: str, body: bytes = b"", ctype: str = "") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if body or method == "POST":
+        head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def client(
+    port: int,
+    make: Maker,
+    expect: int,
+    phase: Phase,
+    stop_at: float,
+    budget: list[int],
+    warm_until: float,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        i = 0
+        while time.perf_counter() < stop_at and budget[0] > 0:
+            budget[0] -= 1
+            data = make(i)
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(data)
+            status, _ = await read_response(reader)
+            dt = time.perf_counter() - t0
+            phase.ok_total += status == expect
+            if t0 < warm_until:
+                continue
+            if status == expect:
+                phase.latencies.append(dt)
+            else:
+                phase.errors[str(status)] = phase.errors.get(str(status), 0) + 1
+    finally:
+        writer.close()
+
+
+async def run_phase(
+    name: str,
+    port: int,
+    make: Maker,
+    expect: int,
+    clients: int,
+    duration: float,
+    max_requests: int,
+    warmup: float,
+) -> Phase:
+    phase = Phase(name)
+    start = time.perf_counter()
+    warm_until = start + warmup
+    stop_at = warm_until + duration
+    budget = [max_requests]
+    await asyncio.gather(
+        *(client(port, make, expect, phase, stop_at, budget, warm_until) for _ in range(clients))
+    )
+    phase.elapsed = time.perf_counter() - max(warm_until, start)
+    return phase
+
+
+def post_maker() -> Maker:
+    tag = uuid.uuid4().hex[:8]
+
+    def make(i: int) -> bytes:
+        body = json.dumps(
+            {"content": f"{GUIDE}\n- Request {tag}-{i} must be unique.\n", "source": "bench.md"}
+        ).encode()
+        return request_bytes("POST", "/api/jobs", body, "application/json")
+
+    return make
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+@contextmanager
+def server(tmp: Path, db: str, label: str) -> Iterator[int]:
+    env = bench_env(tmp, AVO_DB=db)
+    log = open(tmp / f"serve-{label}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "avo_cli", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None:
+            found = LISTENING.search((tmp / f"serve-{label}.log").read_bytes())
+            if found:
+                port = int(found.group(1))
+            elif proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"avo serve did not start: {(tmp / f'serve-{label}.log').read_text()[-2000:]}"
+                )
+            else:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+def queued(db: str) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from avo_cli.store import open_store
+
+    store = open_store(db)
+    try:
+        return store.counts().pending
+    finally:
+        store.close()
+
+
+@contextmanager
+def pg_database(admin_url: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"avo_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin_url)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def measure(db: str, tmp: Path, label: str, args: argparse.Namespace) -> dict[str, Phase]:
+    phases: dict[str, Phase] = {}
+    common = (args.clients, args.duration, args.max_requests, args.warmup)
+    with server(tmp, db, label) as port:
+        health = request_bytes("GET", "/healthz")
+        phases["healthz"] = asyncio.run(
+            run_phase(f"[{label}] GET /healthz (baseline)", port, lambda i: health, 200, *common)
+        )
+        before = queued(db)
+        phases["post"] = asyncio.run(
+            run_phase(f"[{label}] POST /api/jobs", port, post_maker(), 201, *common)
+        )
+        after = queued(db)
+        # Every 201 (warm-up included) must be a job in the store: no lost writes.
+        phases["post"].stored = after - before
+        some = asyncio.run(_one_id(port))
+        get = request_bytes("GET", f"/api/jobs/{some}")
+        phases["get"] = asyncio.run(
+            run_phase(f"[{label}] GET /api/jobs/{{id}}", port, lambda i: get, 200, *common)
+        )
+    return phases
+
+
+async def _one_id(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes("GET", "/api/jobs?limit=1"))
+    _, body = await read_response(reader)
+    writer.close()
+    return str(json.loads(body)[0]["event_id"])
+
+
+def report(phases: dict[str, Phase], label: str) -> bool:
+    for key in ("healthz", "post", "get"):
+        print(phases[key].line())
+    post, base = phases["post"], phases["healthz"]
+    ratio = post.pct(99) / base.pct(99) if base.pct(99) else float("nan")
+    print(
+        f"  POST p99 / healthz p99 = {ratio:.2f}x   (p50 ratio {post.pct(50) / base.pct(50):.2f}x)"
+    )
+    ok = verdict(
+        f"{label} POST /api/jobs p99 < {GOAL_P99 * 1000:.0f} ms",
+        post.pct(99) < GOAL_P99 and not post.errors,
+        f"{post.pct(99) * 1000:.1f} ms, {len(post.latencies)} requests, errors={post.errors}",
+    )
+    ok &= verdict(
+        f"{label} every 201 is a stored job",
+        post.stored == post.ok_total,
+        f"{post.ok_total} created, {post.stored} stored",
+    )
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per phase")
+    parser.add_argument("--max-requests", type=int, default=100_000, help="cap per phase")
+    parser.add_argument("--pg", default=os.environ.get("AVO_BENCH_PG"), help="PostgreSQL admin URL")
+    parser.add_argument("--quick", action="store_true", help="3 s phases (a smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration = 3.0
+    header(
+        f"avo serve: {args.clients} closed-loop clients, {args.duration:.0f} s per phase "
+        f"(+{args.warmup:.0f} s warm-up), loopback"
+    )
+    ok = True
+    with workdir("avo-bench-serve-") as tmp:
+        phases = measure(str(tmp / "avo.db"), tmp, "sqlite", args)
+        ok &= report(phases, "SQLite")
+        if args.pg:
+            with pg_database(args.pg) as url:
+                pg = measure(url, tmp, "postgres", args)
+            ok &= report(pg, "PostgreSQL")
+        else:
+            print("  (PostgreSQL skipped: pass --pg URL or set AVO_BENCH_PG)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
