@@ -30,10 +30,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,6 +53,7 @@ class Phase:
     elapsed: float = 0.0
     ok_total: int = 0  # answers with the expected status, warm-up included
     stored: int | None = None  # jobs the store gained during the phase
+    cpu: float = 0.0  # server process CPU seconds (all threads) during the phase
 
     def pct(self, p: float) -> float:
         xs = sorted(self.latencies)
@@ -67,8 +69,12 @@ class Phase:
             f"  {self.name:<34} n={n:<6} p50={self.pct(50) * 1000:6.1f} ms  "
             f"p90={self.pct(90) * 1000:6.1f} ms  p99={self.pct(99) * 1000:6.1f} ms  "
             f"max={max(self.latencies, default=0) * 1000:6.1f} ms  "
-            f"{rate:7.0f} req/s  errors={errs}{' ' + str(self.errors) if errs else ''}"
+            f"{rate:6.0f} req/s  server CPU {self.cpu_per_request() * 1e6:5.0f} us/req  "
+            f"errors={errs}{' ' + str(self.errors) if errs else ''}"
         )
+
+    def cpu_per_request(self) -> float:
+        return self.cpu / self.ok_total if self.ok_total else float("nan")
 
 
 # --- a minimal HTTP/1.1 keep-alive client ------------------------------------------------
@@ -162,7 +168,7 @@ def post_maker() -> Maker:
 
 
 @contextmanager
-def server(tmp: Path, db: str, label: str) -> Iterator[int]:
+def server(tmp: Path, db: str, label: str) -> Iterator[tuple[int, int]]:
     env = bench_env(tmp, AVO_DB=db)
     log = open(tmp / f"serve-{label}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -184,7 +190,7 @@ def server(tmp: Path, db: str, label: str) -> Iterator[int]:
                 )
             else:
                 time.sleep(0.05)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -218,25 +224,39 @@ def pg_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(pid: int, phase_coro: Coroutine[Any, Any, Phase]) -> Phase:
+    cpu0 = cpu_seconds(pid)
+    phase = asyncio.run(phase_coro)
+    phase.cpu = cpu_seconds(pid) - cpu0
+    return phase
+
+
 def measure(db: str, tmp: Path, label: str, args: argparse.Namespace) -> dict[str, Phase]:
     phases: dict[str, Phase] = {}
     common = (args.clients, args.duration, args.max_requests, args.warmup)
-    with server(tmp, db, label) as port:
+    with server(tmp, db, label) as (port, pid):
         health = request_bytes("GET", "/healthz")
-        phases["healthz"] = asyncio.run(
-            run_phase(f"[{label}] GET /healthz (baseline)", port, lambda i: health, 200, *common)
+        phases["healthz"] = timed(
+            pid,
+            run_phase(f"[{label}] GET /healthz (baseline)", port, lambda i: health, 200, *common),
         )
         before = queued(db)
-        phases["post"] = asyncio.run(
-            run_phase(f"[{label}] POST /api/jobs", port, post_maker(), 201, *common)
+        phases["post"] = timed(
+            pid, run_phase(f"[{label}] POST /api/jobs", port, post_maker(), 201, *common)
         )
         after = queued(db)
         # Every 201 (warm-up included) must be a job in the store: no lost writes.
         phases["post"].stored = after - before
         some = asyncio.run(_one_id(port))
         get = request_bytes("GET", f"/api/jobs/{some}")
-        phases["get"] = asyncio.run(
-            run_phase(f"[{label}] GET /api/jobs/{{id}}", port, lambda i: get, 200, *common)
+        phases["get"] = timed(
+            pid, run_phase(f"[{label}] GET /api/jobs/{{id}}", port, lambda i: get, 200, *common)
         )
     return phases
 
@@ -255,7 +275,8 @@ def report(phases: dict[str, Phase], label: str) -> bool:
     post, base = phases["post"], phases["healthz"]
     ratio = post.pct(99) / base.pct(99) if base.pct(99) else float("nan")
     print(
-        f"  POST p99 / healthz p99 = {ratio:.2f}x   (p50 ratio {post.pct(50) / base.pct(50):.2f}x)"
+        f"  POST / healthz: p99 {ratio:.2f}x, p50 {post.pct(50) / base.pct(50):.2f}x, "
+        f"server CPU per request {post.cpu_per_request() / base.cpu_per_request():.2f}x"
     )
     ok = verdict(
         f"{label} POST /api/jobs p99 < {GOAL_P99 * 1000:.0f} ms",
