@@ -119,6 +119,11 @@ def test_block_quote_rules_and_explanations() -> None:
     assert items(doc) == [("General", "Force-pushing to main is not allowed.", True)]
 
 
+def test_github_admonition_marker_is_removed() -> None:
+    doc = "> [!WARNING]\n> Never force-push to main.\n"
+    assert texts(doc) == ["Never force-push to main."]
+
+
 def test_code_comments_front_matter_and_link_definitions_are_never_items() -> None:
     doc = (
         "---\ntitle: T\nrule: Use tabs.\n---\n\n# A\n\n"
@@ -152,6 +157,13 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
     ("sentence", "expected"),
     [
         ("You must not commit secrets.", True),
+        ("Code that must run on Python 3.8 should avoid the walrus operator.", False),
+        ("Docs — update the README when behaviour changes.", True),
+        ("**Tests**: write a test for every bug fix.", True),
+        ("If in doubt, ask.", True),
+        ("Pull requests without tests will not be merged.", True),
+        ("Changes to the public API need two approvals.", True),
+        ("It is important to write tests.", True),
         ("You should never commit secrets.", False),
         ("You should always run the tests.", False),
         ("Never commit secrets.", True),
@@ -210,6 +222,9 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "The default page size is 50.",
         "Rate limiting is handled by the gateway team.",
         "Small fixes do not need an issue.",
+        "It is not necessary to squash.",
+        "fix",
+        "...",
         "로그는 90일 동안 보관됩니다.",
         "왜 Squash 방식일까요?",
         "예를 들어 이름에 따옴표가 들어오면 쿼리가 깨집니다.",

@@ -243,7 +243,7 @@ def _rules(
     return out
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _analyse(text: str) -> _Analysis:
     """Both stages of a job read the same analysis (treated as read-only)."""
     return _analyse_uncached(text)
@@ -324,6 +324,8 @@ def _summary(a: _Analysis, source: str) -> SummaryDraft:
     chosen: list[int] = []
     budget = SUMMARY_WORDS
     for k in order[:400]:
+        if scores[k] < 0 and chosen:
+            break  # questions, examples, fragments: only when nothing else exists
         words = len(cands[k][2].split())
         if words <= budget:
             chosen.append(k)
@@ -349,7 +351,7 @@ def _key_points(a: _Analysis, order: list[int]) -> list[str]:
             items = per_section[s]
             best = next((it for it in items if it["required"]), items[0])
             name = parsed.sections[s] if s >= 0 else (parsed.front_title or "General")
-            points.append(f"{name}: {_clip(best['text'], KEY_POINT_WORDS)}")
+            points.append(f"{name.rstrip(':')}: {_clip(best['text'], KEY_POINT_WORDS)}")
         return points
     n = max(1, min(MAX_KEY_POINTS, (len(cands) + 1) // 2))
     return [_clip(cands[k][2], KEY_POINT_WORDS) for k in sorted(order[:n])]

@@ -23,10 +23,12 @@ _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _RST_LINK = re.compile(r"`([^`<\n]+?)\s*<[^`>\n]*>`__?")
 _RST_ROLE = re.compile(r":[A-Za-z][\w:.+-]{0,40}:(?=`)")
 _CODE = re.compile(r"(`{1,2})([^`]+)\1")
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
-_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
-_REF_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
-_FOOTNOTE = re.compile(r"\[\^[^\]\n]*\]")
+# bracket classes exclude the opening bracket too, so each scan stops at the next
+# opener: "[[[[..." or "](](](..." stays linear instead of quadratic
+_IMAGE = re.compile(r"!\[([^\[\]\n]*)\]\([^()\n]*\)")
+_LINK = re.compile(r"\[([^\[\]\n]*)\]\([^()\n]*\)")
+_REF_LINK = re.compile(r"\[([^\[\]\n]+)\]\[[^\[\]\n]*\]")
+_FOOTNOTE = re.compile(r"\[\^[^\[\]\n]*\]")
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+)>", re.IGNORECASE)
 _HTML_TAG = re.compile(
     r"</?(?:a|abbr|b|big|blockquote|br|caption|center|cite|code|col|colgroup|dd|del|details|"
@@ -49,8 +51,9 @@ _SPACES = re.compile(r"[ \t\n]+")
 
 def strip_inline(s: str) -> str:
     """Remove inline Markdown/rST/HTML markup; collapse whitespace; keep the rest verbatim."""
+    s = _SPACES.sub(" ", s).strip()  # first: no regex below meets a long whitespace run
     if _NEEDS_INLINE.search(s) is None:
-        return _SPACES.sub(" ", s).strip()
+        return s
     kept: list[str] = []
 
     def _keep(value: str) -> str:
@@ -117,12 +120,12 @@ class Parsed:
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)")
-_HTML_HEADING = re.compile(r"<h([1-6])\b[^>\n]*>(.*?)</h\1\s*>", re.IGNORECASE)
-_LIST = re.compile(r"^([ \t]*)([-*+•]|\d{1,9}[.)])(?:[ \t]+|$)")
+_HTML_HEADING = re.compile(r"<h([1-6])\b[^<>\n]*>(.*?)</h\1\s*>", re.IGNORECASE)
+_LIST = re.compile(r"^([ \t]*)([-*+•·○●■□▪◦]|\d{1,9}[.)])(?:[ \t]+|$)")
+_ADMONITION = re.compile(r"\[![A-Za-z]{1,20}\][ \t]*")
 _CHECKBOX = re.compile(r"^\[[ xX]\][ \t]+")
 _LINK_DEF = re.compile(r"^ {0,3}\[[^\]\n]{1,999}\]:[ \t]*\S")
 _DIRECTIVE = re.compile(r"^\.\.(?:[ \t]|$)")
-_HEADING_ID = re.compile(r"[ \t]*\{#[^}\n]*\}$")
 _LI_TAG = re.compile(r"^<li\b", re.IGNORECASE)
 _ONLY_TAGS = re.compile(r"^(?:[ \t]*</?[A-Za-z][^<>\n]*>)+[ \t]*$")
 _ADORN_CHARS = frozenset("=-~^*#+:.'\"_`")
@@ -208,13 +211,15 @@ def _remove_comments(text: str) -> str:
         return text
     out: list[str] = []
     pos = 0
+    closed = True  # False once a comment never closes: later ones cannot close either
     while True:
         start = text.find("<!--", pos)
         if start < 0:
             out.append(text[pos:])
             break
-        end = text.find("-->", start + 4)
+        end = text.find("-->", start + 4) if closed else -1
         if end < 0:  # unclosed: drop the rest of that line only
+            closed = False
             eol = text.find("\n", start)
             out.append(text[pos:start])
             if eol < 0:
@@ -288,7 +293,10 @@ class _Parser:
     def heading(self, raw: str) -> None:
         self.flush()
         self.end_list()
-        name = strip_inline(_HEADING_ID.sub("", raw))
+        raw = raw.rstrip()
+        if raw.endswith("}") and "{#" in raw:  # "Title {#anchor}"
+            raw = raw[: raw.rfind("{#")]
+        name = strip_inline(raw)
         if name:
             self.sections.append(name)
             self.section = len(self.sections) - 1
@@ -419,14 +427,12 @@ def parse_uncached(text: str) -> Parsed:
             p.heading(raw)
             in_table = False
             continue
-        if stripped[:2].lower() == "<h" and (hm := _HTML_HEADING.search(stripped)):
-            before = stripped[: hm.start()]
-            if not strip_inline(before):
-                p.heading(hm.group(2))
-                rest = stripped[hm.end() :]
-                if strip_inline(rest):
-                    p.para = [rest]
-                continue
+        if stripped[:2].lower() == "<h" and (hm := _HTML_HEADING.match(stripped)):
+            p.heading(hm.group(2))
+            rest = stripped[hm.end() :]
+            if strip_inline(rest):
+                p.para = [rest]
+            continue
         if _LINK_DEF.match(line) or _DIRECTIVE.match(stripped):
             p.flush()
             if _CODE_DIRECTIVE.match(stripped):
@@ -461,6 +467,8 @@ def parse_uncached(text: str) -> Parsed:
             content = stripped
             while content.startswith(">"):
                 content = content[1:].lstrip()
+            if content.startswith("[!") and (am := _ADMONITION.match(content)):
+                content = content[am.end() :]  # GitHub "> [!NOTE]" marker
             if p.item or p.para_kind != "quote":
                 p.flush()
                 p.end_list()
@@ -517,7 +525,7 @@ def parse_uncached(text: str) -> Parsed:
     return Parsed(front_title, p.sections, blocks)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def parse(text: str) -> Parsed:
     """Parse once per text: summary and checklist stages share the result (read-only)."""
     return parse_uncached(text)

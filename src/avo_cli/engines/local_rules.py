@@ -41,7 +41,11 @@ _MODAL = re.compile(
     r"(?:is|are|be|been|being|was|were)\s+(?:\w+\s+)?required|required to|mandatory|compulsory|"
     r"(?:is|are|isn't|aren't|be)\s+not\s+(?:allowed|permitted)|(?:isn't|aren't)\s+(?:allowed|permitted)|"
     r"prohibited|forbidden|disallowed|banned|(?:is|are)\s+expected\s+to|(?:is|are)\s+limited\s+to|"
-    r"requires?|not\s+acceptable|unacceptable|(?<!not )(?<!n't )needs?\s+(?:a|an)\b)"
+    r"requires?|not\s+acceptable|unacceptable|"
+    r"(?<!not )(?<!n't )needs?\s+(?:a|an|at\s+least|one|two|three|\d+)\b|"
+    r"(?:will\s+not|won't)\s+be\s+(?:merged|accepted|approved|deployed)|"
+    r"(?:is|are)\s+not\s+(?:accepted|merged)|"
+    r"(?:it's|it\s+is)\s+(?:important|essential|crucial|critical|vital|necessary)\s+(?:to|that))"
     r"|(?P<weak>should|shouldn't|ought\s+to|recommended|recommend|advisable|advised|"
     r"encouraged|discouraged|optional|(?:it's|it\s+is)\s+better|better\s+to|suggested|suggest|"
     r"may(?!\s+(?:be|cause|lead|result|happen|take|seem|appear|vary|fail|break|not\s+work|"
@@ -109,6 +113,7 @@ _LEAD_SKIP = frozenset(
     )
 )
 _WORD = re.compile(r"[a-z][a-z'’-]*")
+_RELATIVE_TAIL = re.compile(r"\b(?:that|which|who|whose)\s+(?:\S+\s+)?$")
 _ONLY_STARTS = ("only", "every", "each", "all", "any")
 # the words without which _MODAL, _STRONG_START/_NEVER and _WEAK_VERB cannot match
 _MODAL_TRIGGERS = frozenset(
@@ -116,7 +121,8 @@ _MODAL_TRIGGERS = frozenset(
         """
         must mustn't shall shan't need needs has have required mandatory compulsory allowed
         permitted prohibited forbidden disallowed banned expected limited require requires
-        acceptable unacceptable should shouldn't ought recommended recommend advisable advised
+        acceptable unacceptable will won't not important essential crucial critical vital
+        necessary should shouldn't ought recommended recommend advisable advised
         encouraged discouraged optional better suggested suggest may
         """
     )
@@ -137,7 +143,7 @@ def _imperative(lower: str) -> bool | None:
     k = 0
     while k < len(words) - 1 and words[k] in _LEAD_SKIP:
         k += 1
-    if len(words) - k < 2:
+    if len(words) - k < 2 and not lower.rstrip().endswith((".", "!")):
         return None  # a lone word ("fix") is a label, not an instruction
     w0 = words[k].replace("’", "'")
     w1 = words[k + 1] if k + 1 < len(words) else ""
@@ -173,6 +179,12 @@ def _english_clause(lower: str) -> bool | None:
     if not words.isdisjoint(_MODAL_TRIGGERS):
         m = _MODAL.search(lower)
         if m is not None:
+            # "Code that must run on 3.8 should avoid X": the relative clause's modal
+            # does not govern; the next one (the main verb's) does
+            if _RELATIVE_TAIL.search(lower, max(0, m.start() - 40), m.start()):
+                m2 = _MODAL.search(lower, m.end())
+                if m2 is not None:
+                    m = m2
             return m.group("strong") is not None
     if not words.isdisjoint(_STRONG_TRIGGERS) and (
         _STRONG_START.match(lower) or _NEVER.search(lower)
@@ -182,7 +194,7 @@ def _english_clause(lower: str) -> bool | None:
     if verdict is not None:
         return verdict
     # "Naming: use snake_case", "...; consider splitting it"
-    for sep in (":", ";"):
+    for sep in (":", ";", " — ", " – ", " - "):
         if sep in lower:
             head, _, rest = lower.partition(sep)
             if sep == ";" or len(head.split()) <= 4:
@@ -197,6 +209,7 @@ def _english_clause(lower: str) -> bool | None:
 # --- Korean ---------------------------------------------------------------------------------
 
 _HANGUL = re.compile(r"[가-힣]")
+_LETTER = re.compile(r"[^\W\d_]")
 _KO_OPTIONAL_END = re.compile(
     r"(?:(?:것이|게|편이|편이\s*더|면|으면)\s*(?:좋습니다|좋다|좋아요|좋겠습니다|바람직합니다|바람직하다|"
     r"낫습니다|낫다)|바람직합니다|바람직하다|"
@@ -287,7 +300,7 @@ def _ends_in_hangul(s: str) -> bool:
 def classify(sentence: str, *, in_list: bool = False) -> bool | None:
     """True = required rule, False = optional rule, None = not a rule."""
     s = sentence.strip()
-    if not s or s.endswith("?") or s.endswith("？"):
+    if not s or s.endswith("?") or s.endswith("？") or _LETTER.search(s) is None:
         return None
     if _HANGUL.search(s):
         verdict = _korean(s, in_list)
