@@ -509,3 +509,14 @@ def test_reduce_in_rounds_when_partials_do_not_fit(server: FakeOpenAI) -> None:
     assert len(reduces) > 1
     assert s.draft["title"] == "Big Guide"
     assert s.usage.calls == len(server.chat_requests)
+
+
+def test_checklist_calls_are_bounded_even_when_the_context_is_large(server: FakeOpenAI) -> None:
+    engine = make_engine(server)  # 128k context: the summary is one call
+    engine.checklist_chunk_tokens = 400
+    s, c = run_chain(engine, doc(long_doc()))
+    reqs = server.chat_requests
+    assert s.usage.calls == 1
+    assert c.usage.calls == len(reqs) - 1 > 1
+    items = texts(c.draft)
+    assert all(any(f"rule {i}." in t for t in items) for i in range(6))

@@ -104,6 +104,8 @@ class OpenAIEngine:
     map_concurrency = 4
     #: tokens kept free for the prompt and the answer (scaled down for small contexts)
     answer_reserve = 6000
+    #: most document tokens one checklist call covers (its answer grows with them)
+    checklist_chunk_tokens = 24_000
 
     def __init__(
         self,
@@ -217,7 +219,9 @@ class OpenAIEngine:
         stage = _Stage(CHECKLIST_SCHEMA_NAME, checklist_schema(), _checklist_model())
         system = system_prompt(CHECKLIST_SYSTEM, self.lang)
         summary_dict = dict(summary)
-        budget = self.chunk_budget
+        # a checklist is as long as the rules it covers: bound the text per call so the
+        # answer stays well inside a model's output limit, not only the context window
+        budget = min(self.chunk_budget, self.checklist_chunk_tokens)
         usage = Usage()
         summary_cost = estimate_tokens(str(summary_dict))
         if estimate_tokens(doc.text) + summary_cost <= budget:
