@@ -7,6 +7,7 @@ no traceback, no half-written job, and a database that is still readable.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -23,7 +24,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import reliability_report
 from avo_cli.errors import ExitCode
-from reliability_report import Figures, account, jobs_by_status, run, submit, write_docs
+from fake_openai import FakeOpenAI, Reply, answer_for
+from reliability_report import (
+    Figures,
+    account,
+    db_rows,
+    jobs_by_status,
+    run,
+    submit,
+    write_docs,
+)
 
 pytestmark = pytest.mark.slow
 reliability = reliability_report.reliability  # the fixture that tallies the figures
@@ -186,3 +196,32 @@ def test_database_from_a_newer_avo(
     assert jobs_by_status(isolated) == {"pending": 3}
     assert integrity(isolated) == "ok"
     account(isolated, seeded, reliability)
+
+
+def test_full_disk_at_completion_does_not_fail_the_job(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    """The claim fits, the (large) result does not: the worker stops, the job survives."""
+    ids = submit(write_docs(tmp_path / "docs", 1))
+
+    def big_answer(body: dict[str, object]) -> Reply:
+        draft = answer_for(body)
+        if "title" in draft:
+            draft["content"] = "word " * 40_000  # ~200 KB of summary
+        return Reply(kind="content", content=json.dumps(draft))
+
+    with FakeOpenAI() as fake:
+        fake.default = big_answer
+        args = ["work", "--engine", "openai", "--base-url", fake.url, "--lease", "1"]
+        env = {"OPENAI_API_KEY": "sk-test-disk"}
+        proc = run(*args, env=env, preexec_fn=file_size_limit(100 * 1024))
+        reliability.faults += 1
+        assert_one_line_error(proc)
+        assert "cannot write database" in proc.stderr
+        row = db_rows(isolated, "SELECT status, attempts, error FROM jobs")[0]
+        assert row[0] in ("pending", "processing"), row  # not "failed": the disk was full
+        assert integrity(isolated) == "ok"
+        again = run(*args, env=env)
+        assert again.returncode == 0, again.stderr
+    assert jobs_by_status(isolated) == {"completed": 1}
+    account(isolated, ids, reliability)

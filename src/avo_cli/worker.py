@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from avo_cli.chain import run_chain, total_usage
 from avo_cli.engines.base import Document, Engine
-from avo_cli.errors import ExitCode, JobError
+from avo_cli.errors import AvoError, ExitCode, JobError
 from avo_cli.store.base import ClaimedJob, Store
 
 IDLE_MIN = 0.05
@@ -89,6 +89,7 @@ class Worker:
         self.lost: set[int] = set()  # seqs whose lease is gone: write nothing for them
         self.cancelled: set[int] = set()
         self.stop_signal: int | None = None
+        self.fatal: AvoError | None = None  # a store/engine failure that stopped the worker
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +117,8 @@ class Worker:
                 loop.remove_signal_handler(sig)
             await self.engine.aclose()
             self.reporter.stopped()
+        if self.fatal is not None:
+            raise self.fatal
         if self.stop_signal == signal.SIGINT:
             return ExitCode.INTERRUPTED
         if self.stop_signal == signal.SIGTERM:
@@ -238,6 +241,17 @@ class Worker:
             status, detail = await self._run_job(job)
         except asyncio.CancelledError:
             status, detail = self._abandon(job)
+        except AvoError as exc:
+            # The store (disk full, read-only, server gone) or the engine's setup failed:
+            # not this job's fault, so do not fail it. Stop the worker, hand the job back
+            # if the store still takes a small write (else its lease expires), and let
+            # ``run`` raise the error: one line and its exit code, as for any command.
+            self.fatal = self.fatal or exc
+            self._stop.set()
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                self._write(self.store.release, job)
+            status, detail = "released", exc.message
         except Exception as exc:  # an engine bug must not take the worker down
             detail = f"internal error: {type(exc).__name__}: {exc}"
             status = "failed" if self._write(self.store.fail, job, detail[:500]) else "lost"
