@@ -65,6 +65,10 @@ def test_strip_fences() -> None:
     assert strip_fences('```json\n{"a": 1}\n```') == '{"a": 1}'
     assert strip_fences('```\n{"a": 1}\n```\n') == '{"a": 1}'
     assert strip_fences('{"a": 1}') == '{"a": 1}'
+    assert strip_fences('<think>{maybe} hmm</think>\n```json\n{"a": 1}\n```') == '{"a": 1}'
+    good = {"title": "T", "content": "C", "key_points": []}
+    chatty = f"Here is the JSON:\n```json\n{json.dumps(good)}\n```\nHope it helps!"
+    assert parse_answer(chatty, SummaryDraftModel) == good
 
 
 def test_parse_answer_errors_are_readable() -> None:

@@ -22,9 +22,12 @@ class AnswerError(ValueError):
     """The model's answer is not valid JSON for the expected schema."""
 
 
+_THINK = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
+
+
 def strip_fences(text: str) -> str:
-    """Remove a Markdown code fence (```json ... ```) around an answer."""
-    text = text.strip()
+    """Remove a reasoning block (<think>...</think>) and a code fence (```json ... ```)."""
+    text = _THINK.sub("", text, count=1).strip()
     match = _FENCE.match(text)
     if match:
         return match.group(1).strip()
