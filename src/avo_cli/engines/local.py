@@ -50,6 +50,7 @@ _STOPWORDS = frozenset(
         every been being about over under after before should must may shall does did doing
         just very own same both few
         이 그 저 및 등 수 것 때 더 또는 그리고 있습니다 합니다 됩니다 있는 하는 모든 경우 위해
+        a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 - ' _
         """
     )
 )

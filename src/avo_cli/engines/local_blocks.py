@@ -98,7 +98,7 @@ def strip_inline(s: str) -> str:
 # --- blocks -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     kind: str  # "para", "quote", "item" or "row"
     text: str  # inline markup removed, whitespace collapsed
@@ -123,6 +123,7 @@ _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)")
 _HTML_HEADING = re.compile(r"<h([1-6])\b[^<>\n]*>(.*?)</h\1\s*>", re.IGNORECASE)
 _LIST = re.compile(r"^([ \t]*)([-*+•·○●■□▪◦]|\d{1,9}[.)])(?:[ \t]+|$)")
 _ADMONITION = re.compile(r"\[![A-Za-z]{1,20}\][ \t]*")
+_LIST_START = frozenset("-*+•·○●■□▪◦")
 _CHECKBOX = re.compile(r"^\[[ xX]\][ \t]+")
 _LINK_DEF = re.compile(r"^ {0,3}\[[^\]\n]{1,999}\]:[ \t]*\S")
 _DIRECTIVE = re.compile(r"^\.\.(?:[ \t]|$)")
@@ -371,7 +372,8 @@ def parse_uncached(text: str) -> Parsed:
             continue
         # an underline under a one-line paragraph: setext or rST heading (before fences:
         # "Title\n~~~~~" is a heading, not a code fence)
-        adorn = _adornment(stripped) if ind < 4 else None
+        c0 = stripped[0]
+        adorn = _adornment(stripped) if ind < 4 and c0 in _ADORN_CHARS else None
         if adorn is not None and p.para and p.para_kind == "para" and not p.item:
             title = " ".join(s.strip() for s in p.para)
             if (adorn in "=-" and len(p.para) <= 2 and len(title) <= 120) or (
@@ -380,7 +382,7 @@ def parse_uncached(text: str) -> Parsed:
                 p.para = []
                 p.heading(title)
                 continue
-        m = _FENCE.match(line)
+        m = _FENCE.match(line) if c0 in "`~" else None
         if m:
             p.flush()
             fence = m.group(1)
@@ -407,17 +409,17 @@ def parse_uncached(text: str) -> Parsed:
                 p.heading(title_line)
                 i += 2
                 continue
-        if adorn is not None or _thematic(stripped):
+        if adorn is not None or (c0 in "-*_" and _thematic(stripped)):
             p.flush()
             p.end_list()
             continue
-        if _is_grid_border(stripped):
+        if c0 == "+" and _is_grid_border(stripped):
             p.flush()
             p.end_list()
             in_table = True
             table_header = []
             continue
-        m = _ATX.match(line)
+        m = _ATX.match(line) if c0 == "#" else None
         if m:
             raw = line[m.end() :].strip()
             # closing sequence of #s
@@ -433,7 +435,7 @@ def parse_uncached(text: str) -> Parsed:
             if strip_inline(rest):
                 p.para = [rest]
             continue
-        if _LINK_DEF.match(line) or _DIRECTIVE.match(stripped):
+        if (c0 == "[" and _LINK_DEF.match(line)) or (c0 == "." and _DIRECTIVE.match(stripped)):
             p.flush()
             if _CODE_DIRECTIVE.match(stripped):
                 lit_block = True
@@ -493,8 +495,8 @@ def parse_uncached(text: str) -> Parsed:
         if p.para_kind == "quote":
             p.flush_para()
         # lists
-        lm = _LIST.match(line)
-        if lm is None and _LI_TAG.match(stripped):
+        lm = _LIST.match(line) if c0 in _LIST_START or c0.isdigit() else None
+        if lm is None and c0 == "<" and _LI_TAG.match(stripped):
             p.flush()
             p.start_item(ind, ind + 2, False, stripped)
             continue
@@ -504,7 +506,7 @@ def parse_uncached(text: str) -> Parsed:
             content_indent = marker_indent + len(lm.group(2)) + 1
             p.start_item(marker_indent, content_indent, lm.group(2)[0].isdigit(), content.strip())
             continue
-        if _ONLY_TAGS.match(stripped) and not strip_inline(stripped):
+        if c0 == "<" and _ONLY_TAGS.match(stripped) and not strip_inline(stripped):
             p.flush()
             continue
         p.text_line(stripped, ind, was_blank)
