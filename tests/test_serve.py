@@ -91,9 +91,9 @@ def serve() -> Iterator[ServeFactory]:
     """Start ``avo serve`` with os.environ (the test's AVO_DB) plus ``env``."""
     started: list[Served] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Served:
+    def start(*args: str, env: dict[str, str] | None = None, access_log: bool = False) -> Served:
         full = {**os.environ, **(env or {})}
-        served = Served(["--no-access-log", *args], full)
+        served = Served([*args] if access_log else ["--no-access-log", *args], full)
         started.append(served)
         return served
 
@@ -456,7 +456,7 @@ def test_openapi_describes_the_real_responses(shared: tuple[Served, str]) -> Non
 
 
 def test_bearer_token(serve: ServeFactory) -> None:
-    server = serve(env={"AVO_API_TOKEN": TOKEN})
+    server = serve(env={"AVO_API_TOKEN": TOKEN}, access_log=True)
     assert "token required" in server.stderr
     with server.client() as anon:
         for method, path in (
@@ -486,7 +486,8 @@ def test_bearer_token(serve: ServeFactory) -> None:
         lower = http.get("/api/jobs", headers={"Authorization": f"bearer {TOKEN}"})
         assert lower.status_code == 200
     assert server.stop() == 143
-    assert TOKEN not in server.stderr
+    assert '"GET /api/jobs HTTP/1.1" 401' in server.stderr  # the access log is on...
+    assert TOKEN not in server.stderr  # ...and never shows the token
 
 
 def test_empty_token_is_a_config_error(run_avo: RunAvo) -> None:
@@ -621,3 +622,35 @@ def test_concurrent_posts_and_reads_with_a_worker_process_draining(
 
     counts = open_store(str(db_path)).counts()
     assert (counts.completed, counts.pending, counts.processing) == (n, 0, 0)
+
+
+def test_group_commit_isolates_a_failing_job(db_path: Path) -> None:
+    """Jobs batched into one transaction: one bad job fails alone, the rest are queued."""
+    import asyncio
+
+    from avo_cli.documents import validate
+    from avo_cli.errors import DatabaseError
+    from avo_cli.serve import StoreAccess
+    from avo_cli.store import open_store
+    from avo_cli.store.base import NewJob
+
+    jobs = [validate(f"# doc {i}\n".encode(), f"d{i}.md", 1000) for i in range(5)]
+    duplicate = jobs[1]  # same event id twice: the UNIQUE constraint rejects the batch
+
+    async def main(batch: list[NewJob]) -> tuple[list[BaseException | None], int]:
+        access = StoreAccess(str(db_path))
+        try:
+            done = await asyncio.gather(*(access.enqueue(j) for j in batch), return_exceptions=True)
+            return done, access.transactions
+        finally:
+            access.close()
+
+    results, transactions = asyncio.run(main(jobs[:3]))
+    assert (results, transactions) == ([None] * 3, 1)  # concurrent requests, one commit
+    results, transactions = asyncio.run(main([*jobs[3:], duplicate]))
+    assert results[:2] == [None] * 2
+    assert transactions == 1 + 3  # the batch, then each job alone
+    assert isinstance(results[2], DatabaseError)
+    store = open_store(str(db_path))
+    assert sorted(r.event_id for r in store.recent(limit=100)) == sorted(j.event_id for j in jobs)
+    store.close()

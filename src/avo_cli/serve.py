@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -146,6 +146,7 @@ class StoreAccess:
         self._flusher: asyncio.Task[None] | None = None
         self._reads: list[tuple[Callable[[Store], Any], asyncio.Future[Any]]] = []
         self._read_task: asyncio.Task[None] | None = None
+        self.transactions = 0  # enqueue transactions run (tests check the batching)
 
     def _store(self) -> Store:
         store: Store | None = getattr(self._local, "store", None)
@@ -209,6 +210,7 @@ class StoreAccess:
         await fut
 
     def _insert(self, jobs: list[NewJob]) -> None:
+        self.transactions += 1
         self._store().enqueue(jobs)
 
     async def _flush(self) -> None:
@@ -325,10 +327,13 @@ async def _read_body(request: Request, cap: int) -> bytes:
             413, "too_large", f"request body is {int(length)} bytes, over the {cap}-byte limit"
         )
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise ApiError(413, "too_large", f"request body is over the {cap}-byte limit")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cap:
+                raise ApiError(413, "too_large", f"request body is over the {cap}-byte limit")
+    except ClientDisconnect:  # nobody to answer; nothing was queued
+        raise ApiError(400, "client_disconnected", "the client went away mid-body") from None
     return bytes(body)
 
 
