@@ -119,6 +119,11 @@ def test_block_quote_rules_and_explanations() -> None:
     assert items(doc) == [("General", "Force-pushing to main is not allowed.", True)]
 
 
+def test_abbreviations_do_not_split_sentences() -> None:
+    doc = "Name branches after the issue, e.g. Fix-123. The bot checks names.\n"
+    assert texts(doc) == ["Name branches after the issue, e.g. Fix-123."]
+
+
 def test_github_admonition_marker_is_removed() -> None:
     doc = "> [!WARNING]\n> Never force-push to main.\n"
     assert texts(doc) == ["Never force-push to main."]
@@ -164,6 +169,15 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
         ("Pull requests without tests will not be merged.", True),
         ("Changes to the public API need two approvals.", True),
         ("It is important to write tests.", True),
+        ("Only use the public API.", True),
+        ("No force pushes to main.", True),
+        ("Ideally, keep pull requests small.", False),
+        ("민감 정보는 로그에 남기지 않도록 합니다.", True),
+        ("모든 API는 인증을 원칙으로 한다.", True),
+        ("입력값을 검증할 필요가 있습니다.", True),
+        ("외부 라이브러리 사용을 지양합니다.", False),
+        ("커밋 메시지 제목은 50자 이내로 작성한다.", True),
+        ("태그는 릴리스 담당자만 생성할 수 있다.", True),
         ("You should never commit secrets.", False),
         ("You should always run the tests.", False),
         ("Never commit secrets.", True),
@@ -223,6 +237,12 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "Rate limiting is handled by the gateway team.",
         "Small fixes do not need an issue.",
         "It is not necessary to squash.",
+        "No need to squash.",
+        "You do not need to squash.",
+        "You don't have to rebase.",
+        "이 문서는 팀의 Git 규칙을 정리한다.",
+        "대부분의 사고는 잘못된 리베이스에서 시작된다.",
+        "기본 브랜치는 main이다.",
         "fix",
         "...",
         "로그는 90일 동안 보관됩니다.",

@@ -19,8 +19,22 @@ def _words(s: str) -> list[str]:
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])[ \t]+(?=[^a-z\s])")
 
 
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "mr.", "dr.", "no.", "fig.")
+
+
 def split_sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_SPLIT.split(text) if s]
+    parts = _SENTENCE_SPLIT.split(text)
+    if len(parts) == 1:
+        return parts if text else []
+    out: list[str] = []
+    for part in parts:
+        if not part:
+            continue
+        if out and out[-1][-6:].lower().endswith(_ABBREVIATIONS):
+            out[-1] = f"{out[-1]} {part}"  # "e.g. Foo" does not end a sentence
+        else:
+            out.append(part)
+    return out
 
 
 # --- English --------------------------------------------------------------------------------
@@ -37,25 +51,31 @@ _SUBORDINATE = re.compile(
 )
 # governing cues; group name tells the strength
 _MODAL = re.compile(
-    r"\b(?:(?P<strong>must|mustn't|shall|shan't|needs? to|has to|have to|"
+    r"\b(?:(?P<strong>must|mustn't|shall|shan't|"
+    r"(?<!no )(?<!not )(?<!n't )(?:needs?\s+to|has\s+to|have\s+to)|"
     r"(?:is|are|be|been|being|was|were)\s+(?:\w+\s+)?required|required to|mandatory|compulsory|"
     r"(?:is|are|isn't|aren't|be)\s+not\s+(?:allowed|permitted)|(?:isn't|aren't)\s+(?:allowed|permitted)|"
     r"prohibited|forbidden|disallowed|banned|(?:is|are)\s+expected\s+to|(?:is|are)\s+limited\s+to|"
     r"requires?|not\s+acceptable|unacceptable|"
-    r"(?<!not )(?<!n't )needs?\s+(?:a|an|at\s+least|one|two|three|\d+)\b|"
+    r"(?<!no )(?<!not )(?<!n't )needs?\s+(?:a|an|at\s+least|one|two|three|\d+)\b|"
     r"(?:will\s+not|won't)\s+be\s+(?:merged|accepted|approved|deployed)|"
     r"(?:is|are)\s+not\s+(?:accepted|merged)|"
     r"(?:it's|it\s+is)\s+(?:important|essential|crucial|critical|vital|necessary)\s+(?:to|that))"
     r"|(?P<weak>should|shouldn't|ought\s+to|recommended|recommend|advisable|advised|"
     r"encouraged|discouraged|optional|(?:it's|it\s+is)\s+better|better\s+to|suggested|suggest|"
+    r"ideally|preferably|"
     r"may(?!\s+(?:be|cause|lead|result|happen|take|seem|appear|vary|fail|break|not\s+work|"
     r"differ|change|contain|include|also\s+be)\b)))\b"
 )
 _ONLY_MAY = re.compile(r"^only\b.*\b(?:may|can)\b|^(?:every|each|all|any)\b[^,;]*\bneeds?\b")
 _STRONG_START = re.compile(
-    r"^(?:please\s+|you\s+|we\s+)?(?:never|always|do\s+not|don't|dont|do\s+never)\b"
+    r"^(?:please\s+|you\s+|we\s+)?(?:never|always|(?:do\s+not|don't|dont)(?!\s+(?:need|have)\b)|"
+    r"do\s+never)\b"
+    r"|^no\s+(?!one\b|longer\b|matter\b|need\b|doubt\b|problem\b)\w"  # "No force pushes."
 )
-_NEVER = re.compile(r"\bnever\b|\b(?:we|you)\s+(?:always|do\s+not|don't)\b")
+_NEVER = re.compile(
+    r"\bnever\b|\b(?:we|you)\s+(?:always|(?:do\s+not|don't)(?!\s+(?:need|have)\b))\b"
+)
 _WEAK_VERB = re.compile(r"\b(?:avoid|prefer|consider|try\s+to|try\s+not\s+to)\b")
 
 _VERBS = frozenset(
@@ -108,7 +128,8 @@ _DETERMINERS = frozenset(
 _LEAD_SKIP = frozenset(
     _words(
         """
-        please also then first next finally and so just now kindly
+        please also then first next finally and so just now kindly only simply explicitly
+        carefully briefly clearly immediately regularly consistently manually
         """
     )
 )
@@ -123,11 +144,11 @@ _MODAL_TRIGGERS = frozenset(
         permitted prohibited forbidden disallowed banned expected limited require requires
         acceptable unacceptable will won't not important essential crucial critical vital
         necessary should shouldn't ought recommended recommend advisable advised
-        encouraged discouraged optional better suggested suggest may
+        encouraged discouraged optional better suggested suggest may ideally preferably
         """
     )
 )
-_STRONG_TRIGGERS = frozenset(["never", "always", "do", "don't", "dont"])
+_STRONG_TRIGGERS = frozenset(["never", "always", "do", "don't", "dont", "no"])
 _WEAK_TRIGGERS = frozenset(["avoid", "prefer", "consider", "try"])
 
 
@@ -213,14 +234,15 @@ _LETTER = re.compile(r"[^\W\d_]")
 _KO_OPTIONAL_END = re.compile(
     r"(?:(?:것이|게|편이|편이\s*더|면|으면)\s*(?:좋습니다|좋다|좋아요|좋겠습니다|바람직합니다|바람직하다|"
     r"낫습니다|낫다)|바람직합니다|바람직하다|"
-    r"(?:권장|추천|지양)(?:합니다|됩니다|한다|된다|해요|함|됨|하세요|하십시오|해\s*주세요|할\s*것|"
+    r"(?:권장|권고|추천|지양|지향)(?:합니다|됩니다|한다|된다|해요|함|됨|하세요|하십시오|해\s*주세요|할\s*것|"
     r"사항입니다|사항|)|고려(?:하세요|하십시오|해\s*주세요|해\s*보세요|해보세요|할\s*것|합니다|한다)|"
     r"(?:해도|어도|아도|도)\s*(?:됩니다|된다|좋습니다|괜찮습니다)|선택\s*사항(?:입니다|이다|)|"
     r"것도\s*(?:좋은\s*)?방법(?:이다|입니다))$"
 )
 _KO_REQUIRED_END = re.compile(
     r"(?:(?:야|어야|아야|여야)\s*(?:합니다|한다|함|해요|됩니다|된다)|"
-    r"세요|십시오|시오|바랍니다|말\s*것|맙시다|합시다|"
+    r"세요|십시오|시오|바랍니다|말\s*것|맙시다|합시다|도록\s*(?:합니다|한다)|"
+    r"원칙(?:으로\s*(?:합니다|한다)|입니다|이다)|필요가\s*있(?:습니다|다)|"
     r"(?:금지|필수|불가)(?:합니다|됩니다|한다|된다|입니다|이다|임|함|)|"
     r"(?:허용|허락)(?:되지|하지)\s*않(?:습니다|는다|음)|안\s*(?:됩니다|된다|돼요|됨)|"
     r"하지\s*않(?:습니다|는다)|필요(?:합니다|하다|함)|의무(?:입니다|이다|))$"
