@@ -87,11 +87,25 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+# The same ranges as _is_cjk, for counting in C rather than one Python call per character.
+_CJK_CHARS = re.compile(
+    "[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]"
+)
+
+
+def _counts(text: str) -> tuple[int, int]:
+    """(CJK/Hangul characters, other characters) of ``text``."""
+    other = len(_CJK_CHARS.sub("", text))
+    return len(text) - other, other
+
+
+def _estimate(cjk: int, other: int) -> int:
+    return cjk + (other + 3) // 4
+
+
 def estimate_tokens(text: str) -> int:
     """A network-free token estimate: 1 per CJK/Hangul char, ~4 chars per token otherwise."""
-    cjk = sum(1 for ch in text if ord(ch) >= 0x1100 and _is_cjk(ch))
-    other = len(text) - cjk
-    return cjk + (other + 3) // 4
+    return _estimate(*_counts(text))
 
 
 def _split_sections(text: str) -> list[str]:
@@ -121,17 +135,26 @@ def _hard_cut(text: str, budget: int) -> list[str]:
 
 def _pack(parts: list[str], budget: int, sep: str) -> list[str]:
     """Greedily join consecutive parts while the estimate stays within the budget."""
+    # Character counts add up, so the estimate of a candidate is computed from running
+    # counts instead of re-reading the growing chunk (quadratic on a 1 MB document).
     chunks: list[str] = []
-    current = ""
+    current: list[str] = []
+    cjk = other = 0
+    sep_cjk, sep_other = _counts(sep)
     for part in parts:
-        candidate = f"{current}{sep}{part}" if current else part
-        if current and estimate_tokens(candidate) > budget:
-            chunks.append(current)
-            current = part
-        else:
-            current = candidate
+        part_cjk, part_other = _counts(part)
+        if current:
+            cand_cjk, cand_other = cjk + sep_cjk + part_cjk, other + sep_other + part_other
+            if _estimate(cand_cjk, cand_other) > budget:
+                chunks.append(sep.join(current))
+                current, cjk, other = ([part], part_cjk, part_other) if part else ([], 0, 0)
+                continue
+            current.append(part)
+            cjk, other = cand_cjk, cand_other
+        elif part:
+            current, cjk, other = [part], part_cjk, part_other
     if current:
-        chunks.append(current)
+        chunks.append(sep.join(current))
     return chunks
 
 
