@@ -37,6 +37,12 @@ RULES_VERSION = "1"
 SUMMARY_WORDS = 120
 MAX_KEY_POINTS = 7
 KEY_POINT_WORDS = 30
+_PURPOSE = re.compile(
+    r"\b(?:this|these)\s+(?:guide|guidelines|document|policy|page|rules|runbook|standard)\b|"
+    r"(?:이|본)\s*(?:문서|가이드|지침|규칙|정책)",
+    re.IGNORECASE,
+)
+_SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", ":", ";", '"', "'", ")", "”", "’", "…")
 _EXAMPLE_PREFIXES = ("for example", "for instance", "e.g.", "예를 들어", "예:")
 _THREAD_THRESHOLD = 64 * 1024  # larger documents are processed off the event loop
 
@@ -71,6 +77,11 @@ def _title(parsed: Parsed, source: str) -> str:
     if parsed.sections:
         return parsed.sections[0]
     return _title_from_source(source)
+
+
+def _as_sentence(text: str) -> str:
+    """A list item without final punctuation gets a full stop when joined into prose."""
+    return text if text.endswith(_SENTENCE_ENDS) else f"{text}."
 
 
 def _clip(text: str, words: int) -> str:
@@ -297,9 +308,11 @@ def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
         # integer sum: independent of set order, so the result is deterministic
         score = sum(map(freq.__getitem__, uniq)) / top / (len(uniq) + 4) * 4 if uniq else 0.0
         if is_rule:
-            score += 0.6
-        if pos == 0:
             score += 0.4
+        if pos < 3:  # the opening usually says what the document is about
+            score += 0.4 - 0.1 * pos
+        if _PURPOSE.search(sentence):
+            score += 0.3
         if section not in seen_sections:
             seen_sections.add(section)
             score += 0.2
@@ -310,6 +323,8 @@ def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
             score -= 0.4
         if sentence.endswith("?") or sentence.lower().startswith(_EXAMPLE_PREFIXES):
             score -= 1.0
+        elif not is_rule and not sentence.endswith(_SENTENCE_ENDS):
+            score -= 0.6  # a fragment: a path, a label, a name
         scores.append(score)
     return scores
 
@@ -336,7 +351,7 @@ def _summary(a: _Analysis, source: str) -> SummaryDraft:
     if not chosen:
         content = _clip(cands[order[0]][2], SUMMARY_WORDS)
     else:
-        content = " ".join(cands[k][2] for k in sorted(chosen))
+        content = " ".join(_as_sentence(cands[k][2]) for k in sorted(chosen))
     return {"title": title, "content": content, "key_points": _key_points(a, order)}
 
 
