@@ -467,6 +467,8 @@ def test_from_settings_needs_key_or_base_url() -> None:
     assert info.value.exit_code == 8
     with pytest.raises(EngineError, match="invalid base URL"):
         OpenAIEngine.from_settings(Settings(base_url="localhost:11434"))
+    with pytest.raises(EngineError, match="no model"):
+        OpenAIEngine.from_settings(Settings(api_key=KEY, model=" "))
 
 
 def test_local_server_without_key_uses_placeholder(server: FakeOpenAI) -> None:

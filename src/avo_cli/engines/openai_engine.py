@@ -149,6 +149,8 @@ class OpenAIEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIEngine:
+        if not settings.model or not settings.model.strip():
+            raise EngineError("no model name: set --model or AVO_MODEL (e.g. gpt-4o-mini)")
         base_url = settings.base_url or None
         if base_url:
             parts = urlsplit(base_url)
