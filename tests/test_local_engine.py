@@ -96,6 +96,17 @@ def test_numbered_steps_and_nested_bullets() -> None:
     ]
 
 
+def test_children_of_a_rules_label_are_rules() -> None:
+    doc = (
+        "- 필드 이름 규칙\n  - JSON 필드는 camelCase\n"
+        "- Naming conventions:\n  - snake_case modules\n"
+    )
+    assert items(doc) == [
+        ("General", "JSON 필드는 camelCase", True),
+        ("General", "snake_case modules", True),
+    ]
+
+
 def test_wrapped_bullet_is_one_item_with_collapsed_whitespace() -> None:
     doc = "- Raise the most specific exception,\n  and include   the value.\n  It helps.\n"
     assert texts(doc) == ["Raise the most specific exception, and include the value. It helps."]
@@ -162,6 +173,12 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
     ("sentence", "expected"),
     [
         ("You must not commit secrets.", True),
+        ("Treat data of unknown class as Restricted.", True),
+        ("Engineers may use production data only with a ticket.", True),
+        ("[권장] 목록 API에 커서 기반 페이지네이션 적용", False),
+        ("[필수] 응답 시간은 300ms 이내", True),
+        ("(Optional) Add a screenshot.", False),
+        ("Required: a linked issue", True),
         ("Code that must run on Python 3.8 should avoid the walrus operator.", False),
         ("Docs — update the README when behaviour changes.", True),
         ("**Tests**: write a test for every bug fix.", True),
@@ -237,6 +254,7 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "Rate limiting is handled by the gateway team.",
         "Small fixes do not need an issue.",
         "It is not necessary to squash.",
+        "모니터링 도구 사용법은 운영 가이드를 참고하세요.",
         "No need to squash.",
         "You do not need to squash.",
         "You don't have to rebase.",

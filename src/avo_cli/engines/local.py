@@ -42,6 +42,11 @@ _PURPOSE = re.compile(
     r"(?:이|본)\s*(?:문서|가이드|지침|규칙|정책)",
     re.IGNORECASE,
 )
+_RULES_LABEL = re.compile(
+    r"(?:규칙|규약|컨벤션|원칙|요구\s*사항|rules?|conventions?|requirements?|guidelines?|standards?)"
+    r"\s*:?$",
+    re.IGNORECASE,
+)
 _SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", ":", ";", '"', "'", ")", "”", "’", "…")
 _EXAMPLE_PREFIXES = ("for example", "for instance", "e.g.", "예를 들어", "예:")
 _THREAD_THRESHOLD = 64 * 1024  # larger documents are processed off the event loop
@@ -221,6 +226,11 @@ def _rules(
                 continue
             verdict = verdicts[idx]
             if verdict is None:
+                if _RULES_LABEL.search(b.text):
+                    # "Naming rules:" + "JSON fields in camelCase": the children are rules
+                    for c in children.get(idx, []):
+                        if verdicts[c] is None:
+                            verdicts[c] = True
                 continue
             text = b.text
             subs = [c for c in children.get(idx, []) if verdicts[c] is None]

@@ -111,6 +111,9 @@ _VERBS = frozenset(
         """
     )
 )
+_FINITE = frozenset(
+    _words("is are was were has have had will can could would should must may does did")
+)
 _NOUN_NEXT = frozenset(
     _words(
         """
@@ -135,6 +138,7 @@ _LEAD_SKIP = frozenset(
 )
 _WORD = re.compile(r"[a-z][a-z'’-]*")
 _RELATIVE_TAIL = re.compile(r"\b(?:that|which|who|whose)\s+(?:\S+\s+)?$")
+_ONLY_AFTER = re.compile(r"\bonly\s+(?:with|if|when|after|for|by|through|via|from|in)\b")
 _ONLY_STARTS = ("only", "every", "each", "all", "any")
 # the words without which _MODAL, _STRONG_START/_NEVER and _WEAK_VERB cannot match
 _MODAL_TRIGGERS = frozenset(
@@ -173,7 +177,7 @@ def _imperative(lower: str) -> bool | None:
         return True
     if w0 not in _VERBS:
         return None
-    if w1 in _NOUN_NEXT or (w2 in _NOUN_NEXT and w1 not in _DETERMINERS and w2 != "'s"):
+    if w1 in _NOUN_NEXT or (w2 in _FINITE and w1 not in _DETERMINERS):
         return None  # "Use of globals...", "Test coverage is..."
     return w0 not in ("avoid", "prefer", "consider", "try")  # advice verbs: optional
 
@@ -206,6 +210,8 @@ def _english_clause(lower: str) -> bool | None:
                 m2 = _MODAL.search(lower, m.end())
                 if m2 is not None:
                     m = m2
+            if m.group(0) == "may" and _ONLY_AFTER.search(lower, m.end(), m.end() + 120):
+                return True  # "X may do Y only with a ticket": a restriction
             return m.group("strong") is not None
     if not words.isdisjoint(_STRONG_TRIGGERS) and (
         _STRONG_START.match(lower) or _NEVER.search(lower)
@@ -259,6 +265,7 @@ _KO_META_SUBJECT = re.compile(
     r"^(?:이|본|아래|다음)\s*(?:문서|가이드|도구|스크립트|섹션|장|절|표|규칙은)"
 )
 _KO_DESCRIPTIVE_VERB = ("의미한다", "뜻한다", "해당한다", "속한다", "지원한다", "설명한다", "된다")
+_KO_POINTER_END = re.compile(r"(?:참고|참조)(?:하세요|하십시오|해\s*주세요|하시기\s*바랍니다)$")
 _KO_STRONG_WORD = re.compile(r"반드시|절대로|절대")
 _KO_TRAIL = " \t.!。…\"'”’)]*~"
 
@@ -283,6 +290,8 @@ def _korean(s: str, in_list: bool) -> bool | None:
     if _NOT_RULE_START.match(s):
         return None
     k = s.rstrip(_KO_TRAIL)
+    if _KO_POINTER_END.search(k[-20:]):
+        return None  # "자세한 내용은 운영 가이드를 참고하세요": a pointer, not a rule
     if k.endswith(")") or k.endswith("）"):
         cut = max(k.rfind("("), k.rfind("（"))
         if cut > 0:
@@ -309,6 +318,14 @@ def _korean(s: str, in_list: bool) -> bool | None:
     return None
 
 
+_LEVEL_TAG = re.compile(
+    r"^[\[(【「]\s*(필수|권장|선택|강제|required|mandatory|must|recommended|optional|should|may)"
+    r"\s*[\])】」]|^(필수|권장|required|mandatory|must|recommended|optional|should)\s*:\s*\S",
+    re.IGNORECASE,
+)
+_TAG_REQUIRED = frozenset(["필수", "강제", "required", "mandatory", "must"])
+
+
 # --- entry points ---------------------------------------------------------------------------
 
 
@@ -324,6 +341,9 @@ def classify(sentence: str, *, in_list: bool = False) -> bool | None:
     s = sentence.strip()
     if not s or s.endswith("?") or s.endswith("？") or _LETTER.search(s) is None:
         return None
+    tag = _LEVEL_TAG.match(s)  # "[필수] ...", "(Recommended) ...", "MUST: ..."
+    if tag is not None:
+        return (tag.group(1) or tag.group(2)).lower() in _TAG_REQUIRED
     if _HANGUL.search(s):
         verdict = _korean(s, in_list)
         if verdict is not None or _ends_in_hangul(s):
