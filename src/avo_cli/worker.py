@@ -94,6 +94,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: asyncio.Future[Any] | None = None  # store.wait_for_work in a thread
+        self._stop_waiter: asyncio.Future[Any] | None = None  # reused by _wait_any
 
     # --- entry point ----------------------------------------------------------
 
@@ -184,16 +185,19 @@ class Worker:
             idle = min(idle * 2, IDLE_MAX)
         if self.inflight and not self._stop.is_set():
             await asyncio.gather(*(t for _, t in self.inflight.values()), return_exceptions=True)
+        if self._stop_waiter is not None:
+            self._stop_waiter.cancel()
 
     async def _wait_any(self, timeout: float | None) -> None:
         tasks = [t for _, t in self.inflight.values()]
-        if not tasks:
+        if not tasks or any(t.done() for t in tasks):
             return
-        stop = asyncio.create_task(self._stop.wait())
-        try:
-            await asyncio.wait([*tasks, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
+        # One waiter on the stop event for the whole drain, not a new task per job.
+        if self._stop_waiter is None or self._stop_waiter.done():
+            self._stop_waiter = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait(
+            [*tasks, self._stop_waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -219,7 +223,13 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         task = asyncio.create_task(self._process(job))
         self.inflight[job.seq] = (job, task)
-        task.add_done_callback(lambda _t: self.inflight.pop(job.seq, None))
+        task.add_done_callback(lambda t: self._forget(job.seq, t))
+
+    def _forget(self, seq: int, task: asyncio.Task[Any] | None) -> None:
+        """Free the job's slot, unless the seq was claimed again by a newer task."""
+        entry = self.inflight.get(seq)
+        if entry is not None and entry[1] is task:
+            del self.inflight[seq]
 
     async def _shutdown(self) -> None:
         if not self.inflight:
@@ -257,6 +267,9 @@ class Worker:
             status = "failed" if self._write(self.store.fail, job, detail[:500]) else "lost"
         self.by_status[status] = self.by_status.get(status, 0) + 1
         self.reporter.finished(job, status, time.monotonic() - started, detail)
+        # Free the slot now, not one loop turn later in the done callback: the drain
+        # loop claims the next job at once instead of waiting on a finished task.
+        self._forget(job.seq, asyncio.current_task())
 
     def _write(self, fn: Callable[..., bool], job: ClaimedJob, *args: object) -> bool:
         if job.seq in self.lost:
