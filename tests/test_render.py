@@ -148,6 +148,10 @@ def test_cached_result_and_missing_usage() -> None:
     assert "tokens: none (reused the result of an identical document)" in cached
     none = plain(draw(render.status_renderables(make_row(usage=None), now=NOW)))
     assert "tokens:" not in none
+    offline = {"summary": {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0}}
+    offline["total"] = offline["summary"]
+    local = plain(draw(render.status_renderables(make_row(usage=json.dumps(offline)), now=NOW)))
+    assert "tokens: none (no model calls)" in local and "cost" not in local
 
 
 def test_pending_job_shows_source_and_no_panel() -> None:

@@ -79,6 +79,8 @@ def usage_line(row: JobRow) -> str | None:
     prompt = int(total.get("prompt_tokens", 0))
     completion = int(total.get("completion_tokens", 0))
     calls = int(total.get("calls", 0))
+    if not calls:
+        return "tokens: none (no model calls)"
     line = f"tokens: {prompt:,} in / {completion:,} out ({calls} call{'s' if calls != 1 else ''})"
     from avo_cli.pricing import cost
 
