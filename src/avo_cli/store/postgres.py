@@ -16,6 +16,13 @@ SQLite backend are where concurrency lives:
   worker blocks in ``wait_for_work`` on a dedicated ``LISTEN`` connection and
   claims at once. Poolers in transaction mode drop ``LISTEN``: then the
   worker's own polling is the fallback, and nothing else changes.
+* **commits**: what a client is told is durable (enqueue, retry, cancel
+  wait for the disk). A worker's own writes (claim, heartbeat, checkpoint,
+  complete...) commit asynchronously (``synchronous_commit = off``, like
+  SQLite's ``synchronous = NORMAL``): a server crash may forget its last
+  fraction of a second, and the lease design already covers that: a lost
+  claim or completion leaves the job claimable again (at-least-once), and a
+  worker's write after a lost claim is refused by the lease check.
 * **schema** is created and migrated on first use under an advisory lock
   (``pg_migrations``), safe when many processes start on an empty database.
 
@@ -62,8 +69,10 @@ WITH t AS (SELECT {NOW} AS now),
 next AS (
     SELECT jobs.id FROM jobs, t
     WHERE jobs.status IN ('pending', 'processing')
-      AND ((jobs.status = 'pending' AND jobs.run_after <= t.now)
-           OR (jobs.status = 'processing' AND jobs.lease_expires < t.now))
+      -- CASE, not OR: an OR of status tests steers the planner to a bitmap scan
+      -- of every live job plus a sort; this way it walks jobs_queue in id order
+      AND CASE WHEN jobs.status = 'pending' THEN jobs.run_after <= t.now
+               ELSE jobs.lease_expires < t.now END
     ORDER BY jobs.id
     LIMIT 1
     FOR UPDATE OF jobs SKIP LOCKED
@@ -117,6 +126,7 @@ class PostgresStore:
         self.where = display_url(url)
         self._listen: psycopg.Connection[tuple[Any, ...]] | None = None
         self._listen_failed = 0.0
+        self._async_commit = False  # set once this connection claims (a worker's)
         self._conn = self._connect()
         self._ensure_schema()
 
@@ -171,13 +181,23 @@ class PostgresStore:
         with self._errors():
             return self._live().execute(sql, params).fetchall()
 
+    def _exec(self, sql: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
+        """One statement, its own transaction (autocommit): one round trip."""
+        with self._errors():
+            return self._live().execute(sql, params)
+
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """One transaction; rolled back on any error."""
+        """Several statements in one transaction; rolled back on any error."""
         with self._errors():
             conn = self._live()
             with conn.transaction():
                 yield conn
+
+    def _durable(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Make this transaction's commit wait for the disk, even on a worker's connection."""
+        if self._async_commit:
+            conn.execute("SET LOCAL synchronous_commit = on")
 
     def close(self) -> None:
         self._conn.close()
@@ -193,6 +213,7 @@ class PostgresStore:
         if not jobs:
             return
         with self._write() as conn, conn.cursor() as cur:
+            self._durable(conn)
             # executemany runs in order: queue order is submission order
             cur.executemany(
                 "INSERT INTO jobs (event_id, status, source, size, sha256, created_at, "
@@ -257,8 +278,10 @@ class PostgresStore:
     # --- workers ------------------------------------------------------------
 
     def claim(self, owner: str, lease: float) -> ClaimedJob | None:
-        with self._write() as conn:
-            row = conn.execute(CLAIM_SQL, {"owner": owner, "lease": lease}).fetchone()
+        if not self._async_commit:  # this connection is a worker's from now on
+            self._exec("SET synchronous_commit = off")
+            self._async_commit = True
+        row = self._exec(CLAIM_SQL, {"owner": owner, "lease": lease}).fetchone()
         if row is None:
             return None
         return ClaimedJob(
@@ -280,29 +303,28 @@ class PostgresStore:
     def heartbeat(self, owner: str, lease: float, seqs: list[int]) -> Heartbeat:
         if not seqs:
             return Heartbeat(set(), set())
-        with self._write() as conn:
-            rows = conn.execute(
-                f"UPDATE jobs SET lease_expires = {NOW} + %s WHERE status = 'processing' "
-                "AND lease_owner = %s AND id = ANY(%s) RETURNING id, cancel_requested",
-                (lease, owner, list(seqs)),
-            ).fetchall()
+        rows = self._exec(
+            f"UPDATE jobs SET lease_expires = {NOW} + %s WHERE status = 'processing' "
+            "AND lease_owner = %s AND id = ANY(%s) RETURNING id, cancel_requested",
+            (lease, owner, list(seqs)),
+        ).fetchall()
         return Heartbeat(alive={int(r[0]) for r in rows}, cancel={int(r[0]) for r in rows if r[1]})
 
     def _owned_update(
         self, seq: int, owner: str, assignments: str, params: dict[str, Any], notify: bool = False
     ) -> bool:
-        params = {**params, "seq": seq, "owner": owner}
-        with self._write() as conn:
-            cur = conn.execute(
-                f"WITH t AS (SELECT {NOW} AS now) "
-                f"UPDATE jobs SET {assignments}, updated_at = t.now FROM t "
-                "WHERE id = %(seq)s AND status = 'processing' AND lease_owner = %(owner)s",
-                params,
-            )
-            done = cur.rowcount == 1
-            if done and notify:
-                conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-        return done
+        params = {**params, "seq": seq, "owner": owner, "channel": CHANNEL}
+        update = (
+            f"WITH t AS (SELECT {NOW} AS now), "
+            f"u AS (UPDATE jobs SET {assignments}, updated_at = t.now FROM t "
+            "WHERE id = %(seq)s AND status = 'processing' AND lease_owner = %(owner)s "
+            "RETURNING jobs.id) "
+        )
+        if notify:  # in the same statement: only when the update happened
+            sql = update + "SELECT u.id, pg_notify(%(channel)s, '') FROM u"
+        else:
+            sql = update + "SELECT u.id FROM u"
+        return len(self._exec(sql, params).fetchall()) == 1
 
     def save_checkpoint(self, seq: int, owner: str, checkpoint: str) -> bool:
         return self._owned_update(seq, owner, "checkpoint = %(cp)s", {"cp": checkpoint})
@@ -433,6 +455,7 @@ class PostgresStore:
 
     def retry(self, refs: list[str]) -> list[str]:
         with self._write() as conn:
+            self._durable(conn)
             jobs = self._lock_all(conn, refs)
             bad = [f"{e} is {s}" for _, e, s in jobs if s not in ("failed", "cancelled")]
             if bad:
@@ -449,6 +472,7 @@ class PostgresStore:
     def cancel(self, refs: list[str]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         with self._write() as conn:
+            self._durable(conn)
             jobs = self._lock_all(conn, refs)
             bad = [f"{e} is {s}" for _, e, s in jobs if s in TERMINAL]
             if bad:
