@@ -113,7 +113,9 @@ def main() -> int:
     ok = True
     with workdir() as tmp:
         env = bench_env(tmp)
-        db = tmp / "avo.db"
+        # No AVO_DB: avo finds its database in the user data dir, as for a real user.
+        del env["AVO_DB"]
+        db = Path(env["XDG_DATA_HOME"]) / "avo" / "avo.db"
         doc = tmp / "guide.md"
         doc.write_text(GUIDE, encoding="utf-8")
         (tmp / "bare.py").write_text(BARE)
