@@ -179,3 +179,23 @@ def test_grace_shorter_than_the_job_hands_it_back(
         assert done.returncode == 0, done.stderr
     assert jobs_by_status(isolated) == {"completed": 2}
     account(isolated, ids, reliability)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_an_idle_forever_worker_at_once(
+    tmp_path: Path, isolated: Path, reliability: Figures, sig: signal.Signals
+) -> None:
+    ids = submit(write_docs(tmp_path / "docs", 1))
+    w = spawn("work", "--engine", "local", "--forever", stderr_path=tmp_path / "w.log")
+    with reaped(w):
+        wait_until(lambda: jobs_by_status(isolated) == {"completed": 1}, what="the job")
+        time.sleep(0.3)  # now polling an empty queue
+        t0 = time.monotonic()
+        os.kill(w.pid, sig)
+        reliability.faults += 1
+        w.wait(timeout=15)
+        waited = time.monotonic() - t0
+    assert w.returncode == 128 + sig
+    assert waited < 5, f"an idle worker took {waited:.1f}s to stop"
+    assert "Traceback" not in (tmp_path / "w.log").read_text()
+    account(isolated, ids, reliability)
