@@ -156,9 +156,10 @@ _STRONG_TRIGGERS = frozenset(["never", "always", "do", "don't", "dont", "no"])
 _WEAK_TRIGGERS = frozenset(["avoid", "prefer", "consider", "try"])
 
 
-def _imperative(lower: str) -> bool | None:
+def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
     """True/False if the clause starts with an imperative verb (False: advice verbs)."""
-    words = _WORD.findall(lower[:160])
+    if words is None:
+        words = _WORD.findall(lower[:160])
     if not words:
         return None
     # the first word must open the clause (no leading number, code or quote)
@@ -198,7 +199,8 @@ def _english(s: str) -> bool | None:
 
 def _english_clause(lower: str) -> bool | None:
     # a cheap word-set test gates every unanchored regex search
-    words = set(_WORD.findall(lower))
+    word_list = _WORD.findall(lower)
+    words = set(word_list)
     if lower.startswith(_ONLY_STARTS) and _ONLY_MAY.match(lower):
         return True
     if not words.isdisjoint(_MODAL_TRIGGERS):
@@ -217,7 +219,7 @@ def _english_clause(lower: str) -> bool | None:
         _STRONG_START.match(lower) or _NEVER.search(lower)
     ):
         return True
-    verdict = _imperative(lower)
+    verdict = _imperative(lower, word_list)
     if verdict is not None:
         return verdict
     # "Naming: use snake_case", "...; consider splitting it"
