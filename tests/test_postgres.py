@@ -329,3 +329,11 @@ def test_same_documents_give_the_same_json_on_both_backends(
     for lite, pg in zip(outputs["sqlite"], outputs["postgres"], strict=True):
         assert lite == pg
     assert "보안" in outputs["postgres"][1]
+
+
+def test_malformed_url_is_a_config_error_without_password(run_avo: RunAvo) -> None:
+    for url in ("postgresql://u:s3cret-pw@[bad", "postgresql://u:s3cret-pw@127.0.0.1/db?bogus=1"):
+        proc = run_avo("list", "--db", url)
+        assert proc.returncode == 10, proc.stderr
+        assert proc.stderr.startswith("avo: error: invalid PostgreSQL URL")
+        assert proc.stderr.count("\n") == 1 and "s3cret" not in proc.stderr

@@ -31,6 +31,7 @@ Connection URLs are never printed with their password.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,7 +138,9 @@ class PostgresStore:
         try:
             info = pg.conninfo.conninfo_to_dict(self.url)
         except pg.ProgrammingError as exc:
-            raise ConfigError(f"invalid PostgreSQL URL {self.where}: {_one_line(exc)}") from None
+            # libpq may quote the URL back, password and all: never show it
+            reason = re.sub(r'"[^"]*://[^"]*"', "(the URL)", _one_line(exc))
+            raise ConfigError(f"invalid PostgreSQL URL: {reason}") from None
         extra: dict[str, Any] = {"application_name": "avo"}
         if "connect_timeout" not in info:
             extra["connect_timeout"] = CONNECT_TIMEOUT
@@ -175,6 +178,7 @@ class PostgresStore:
         """The connection, reopened once if the server dropped it."""
         if self._conn.closed or self._conn.broken:
             self._conn = self._connect()
+            self._async_commit = False  # a new session: claim sets it again
         return self._conn
 
     def _read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
