@@ -441,3 +441,105 @@ def test_every_command_has_help_with_an_example(cli: Any, path: tuple[str, ...])
     assert result.exit_code == 0, result.output
     assert "Example" in result.output, f"avo {' '.join(path)} --help has no example"
     assert "-q, --quiet" in result.output or path == ()
+
+
+# --- examples/: the jq one-liners, the Makefile and the CI step really work ----------------------
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def _shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **env}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _sh_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", markdown, re.S)
+
+
+def test_jq_one_liners(run_avo: Any, done_id: str) -> None:
+    blocks = _sh_blocks((ROOT / "examples" / "jq.md").read_text(encoding="utf-8"))
+    assert len(blocks) >= 6
+    for block in blocks:
+        proc = _shell(block.replace("ID", done_id[:8]), ROOT)
+        assert proc.returncode == 0, (block, proc.stderr)
+        if "--status failed" not in block:  # no failed jobs here: empty is right
+            assert proc.stdout.strip() not in ("", "null", "[]"), (block, proc.stdout)
+    required = _shell(blocks[0].replace("ID", done_id), ROOT).stdout.splitlines()
+    job = json.loads(run_avo("status", done_id).stdout)
+    items = [i for c in job["result"]["checklist"]["categories"] for i in c["items"]]
+    assert required == [i["text"] for i in items if i["required"]] and required
+
+
+@pytest.mark.slow
+def test_makefile_target_builds_once(tmp_path: Path, isolated: Path) -> None:
+    (tmp_path / "CONTRIBUTING.md").write_text(GUIDE, encoding="utf-8")
+    make = f"make -f {ROOT / 'examples' / 'Makefile'} checklist"  # AVO_DB: the test's queue
+    first = _shell(make, tmp_path, AVO_ENGINE="local")
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "build" / "checklist"
+    md = (out / "CHECKLIST.md").read_text(encoding="utf-8")
+    assert md.startswith("## Review guide\n") and "- [ ] You must get one approval." in md
+    assert sorted(p.name for p in out.iterdir()) == ["CHECKLIST.md", "jobs.jsonl"]
+    again = _shell(make, tmp_path, AVO_ENGINE="local")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout
+
+
+def _workflow_step(name: str) -> str:
+    """The ``run: |`` script of a named step in the example workflow (no YAML library)."""
+    lines = (
+        (ROOT / "examples" / "github-actions" / "guideline-checklist.yml")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    )
+    start = next(i for i, ln in enumerate(lines) if ln.strip() == f"- name: {name}")
+    run_at = next(i for i in range(start, len(lines)) if lines[i].strip() == "run: |")
+    indent = len(lines[run_at]) - len(lines[run_at].lstrip()) + 2
+    body = []
+    for ln in lines[run_at + 1 :]:
+        if ln.strip() and len(ln) - len(ln.lstrip()) < indent:
+            break
+        body.append(ln[indent:])
+    return "\n".join(body)
+
+
+@pytest.mark.slow
+def test_github_actions_step_produces_the_artefact(tmp_path: Path) -> None:
+    script = _workflow_step("Turn CONTRIBUTING.md into a checklist")
+    assert "avo run CONTRIBUTING.md" in script
+    (tmp_path / "CONTRIBUTING.md").write_text(GUIDE, encoding="utf-8")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    summary = tmp_path / "step-summary.md"
+    proc = _shell(
+        script,
+        tmp_path,
+        RUNNER_TEMP=str(runner_temp),
+        GITHUB_STEP_SUMMARY=str(summary),
+        OPENAI_API_KEY="",  # a fork without the secret: the offline engine takes over
+        NO_COLOR="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "checklist"
+    checklist = json.loads((out / "job.jsonl").read_text(encoding="utf-8"))["result"]["checklist"]
+    assert checklist["total_items"] == 2
+    assert proc.stdout == f"2 checks, {checklist['required_items']} required\n"
+    assert sorted(p.name for p in out.iterdir()) == ["CHECKLIST.md", "checklist.json", "job.jsonl"]
+    job = json.loads((out / "checklist.json").read_text(encoding="utf-8"))
+    assert job == json.loads((out / "job.jsonl").read_text(encoding="utf-8"))
+    assert summary.read_text(encoding="utf-8") == (out / "CHECKLIST.md").read_text(encoding="utf-8")
+    assert (runner_temp / "avo.db").exists()
+
+
+def test_quickstart_script(tmp_path: Path) -> None:
+    proc = _shell(str(ROOT / "examples" / "quickstart.sh"), tmp_path, AVO_DB=str(tmp_path / "q.db"))
+    assert proc.returncode == 0, proc.stderr
+    objs = [json.loads(o) for o in re.findall(r"\{.*?\}", proc.stdout, re.S)]
+    assert len(objs) == 2 and all(o["status"] == "completed" and o["items"] > 0 for o in objs)

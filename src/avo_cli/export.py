@@ -24,8 +24,11 @@ from avo_cli.output import clean
 
 FORMATS = ("md", "json")
 
-# Inline punctuation Markdown gives meaning to anywhere in a line.
-_INLINE = re.compile(r"([\\`*_\[\]<>#|~&!])")
+# Inline punctuation Markdown gives meaning to anywhere in a line. "_" is left out:
+# between two letters or digits (snake_case) it cannot start emphasis, so only the
+# other ones are escaped (``_UNDERSCORE``).
+_INLINE = re.compile(r"([\\`*\[\]<>#|~&!])")
+_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 # What only means something at the start of a line: bullets, setext underlines,
 # rules, ordered-list numbers ("1." / "1)").
 _LEADING = re.compile(r"^([-+=])")
@@ -35,7 +38,7 @@ _ORDERED = re.compile(r"^(\d+)([.)])")
 def inline(text: str) -> str:
     """One line of literal text, safe anywhere in Markdown (also inside a list item)."""
     flat = " ".join(clean(text).split())
-    escaped = _INLINE.sub(r"\\\1", flat)
+    escaped = _UNDERSCORE.sub(r"\\_", _INLINE.sub(r"\\\1", flat))
     escaped = _LEADING.sub(r"\\\1", escaped)
     return _ORDERED.sub(r"\1\\\2", escaped)
 
