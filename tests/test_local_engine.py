@@ -173,6 +173,13 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
     ("sentence", "expected"),
     [
         ("You must not commit secrets.", True),
+        ("Build metadata MAY be appended after a plus sign.", False),
+        ("Releases MUST follow Semantic Versioning.", True),
+        ("Unfreeze main.", True),
+        ("Ask for help early.", True),
+        ("함수 하나가 50줄을 넘으면 나눠야 해요.", True),
+        ("!important는 쓰면 안 돼요.", True),
+        ("약어는 되도록 쓰지 않는 게 좋아요.", False),
         ("Treat data of unknown class as Restricted.", True),
         ("Engineers may use production data only with a ticket.", True),
         ("[권장] 목록 API에 커서 기반 페이지네이션 적용", False),
@@ -254,6 +261,10 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "Rate limiting is handled by the gateway team.",
         "Small fixes do not need an issue.",
         "It is not necessary to squash.",
+        'The key words "MUST" and "MAY" are to be interpreted as described in RFC 2119.',
+        "Ask in #releases if you need access.",
+        "궁금한 점이 있으면 언제든 #frontend 채널에 물어보세요.",
+        "이름을 잘 지으면 주석이 거의 필요 없어요.",
         "모니터링 도구 사용법은 운영 가이드를 참고하세요.",
         "No need to squash.",
         "You do not need to squash.",
@@ -271,6 +282,11 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
 )
 def test_non_rules(sentence: str) -> None:
     assert classify(sentence) is None
+
+
+def test_korean_haeyo_list_items_are_rules() -> None:
+    doc = "## 네이밍\n\n- 컴포넌트 이름은 PascalCase로 지어요.\n- 테스트가 있어요.\n"
+    assert items(doc) == [("네이밍", "컴포넌트 이름은 PascalCase로 지어요.", True)]
 
 
 def test_korean_list_procedures_and_noun_endings() -> None:

@@ -139,6 +139,13 @@ _LEAD_SKIP = frozenset(
 _WORD = re.compile(r"[a-z][a-z'’-]*")
 _RELATIVE_TAIL = re.compile(r"\b(?:that|which|who|whose)\s+(?:\S+\s+)?$")
 _ONLY_AFTER = re.compile(r"\bonly\s+(?:with|if|when|after|for|by|through|via|from|in)\b")
+_UPPER_HINT = re.compile(r"MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL")
+_RFC_UPPER = re.compile(
+    r"(?<![\"“'‘])\b(MUST|SHALL|REQUIRED|SHOULD|RECOMMENDED|MAY|OPTIONAL)\b(?![\"”'’])"
+)
+_BOILERPLATE = re.compile(r"\b(?:rfc\s?2119|bcp\s?14)\b")
+_HELP_START = re.compile(r"^(?:please\s+)?(?:ask|contact|reach\s+out|ping|talk\s+to)\b")
+_HELP_HINT = re.compile(r"#[a-z]|\bchannel\b|\bquestions?\b|\bneed\s+access\b")
 _ONLY_STARTS = ("only", "every", "each", "all", "any")
 # the words without which _MODAL, _STRONG_START/_NEVER and _WEAK_VERB cannot match
 _MODAL_TRIGGERS = frozenset(
@@ -176,7 +183,7 @@ def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
     w2 = words[k + 2] if k + 2 < len(words) else ""
     if w0 in ("don't", "dont") or (w0 == "do" and w1 == "not"):
         return True
-    if w0 not in _VERBS:
+    if w0 not in _VERBS and not (w0[:2] in ("un", "re") and w0[2:] in _VERBS):
         return None
     if w1 in _NOUN_NEXT or (w2 in _FINITE and w1 not in _DETERMINERS):
         return None  # "Use of globals...", "Test coverage is..."
@@ -185,8 +192,14 @@ def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
 
 def _english(s: str) -> bool | None:
     lower = s.lower().replace("’", "'")
-    if _NOT_RULE_START.match(lower):
+    if _NOT_RULE_START.match(lower) or _BOILERPLATE.search(lower):
         return None
+    if _HELP_START.match(lower) and _HELP_HINT.search(lower):
+        return None  # "Ask in #releases if you need access.": a pointer, not a rule
+    if _UPPER_HINT.search(s):
+        m = _RFC_UPPER.search(s)  # RFC 2119 capitals are unambiguous
+        if m is not None:
+            return m.group(1) in ("MUST", "SHALL", "REQUIRED")
     clauses = [lower]
     if _SUBORDINATE.match(lower) and "," in lower:
         clauses.insert(0, lower.split(",", 1)[1].strip())
@@ -255,8 +268,10 @@ _KO_REQUIRED_END = re.compile(
     r"(?:허용|허락)(?:되지|하지)\s*않(?:습니다|는다|음)|안\s*(?:됩니다|된다|돼요|됨)|"
     r"하지\s*않(?:습니다|는다)|필요(?:합니다|하다|함)|의무(?:입니다|이다|))$"
 )
+# list items in 합니다체/한다체/해요체: "리뷰어를 지정합니다", "이름은 PascalCase로 지어요"
 _KO_LIST_DECL = re.compile(
-    r"(?<!의미)(?<!해당)(?<!지원)(?<!설명)(?<!위치)(?<!존재)(?:합니다|한다)$"
+    r"(?<!의미)(?<!해당)(?<!지원)(?<!설명)(?<!위치)(?<!존재)(?:합니다|한다|해요)$|"
+    r"(?![있없되좋같])[가-힣](?:어요|아요)$"
 )
 _KO_LIST_NOUN = re.compile(
     r"(?:작성|사용|포함|확인|추가|삭제|제거|적용|유지|명시|기재|설정|검토|실행|지정|준수|제공|기록|표시|"
@@ -267,7 +282,9 @@ _KO_META_SUBJECT = re.compile(
     r"^(?:이|본|아래|다음)\s*(?:문서|가이드|도구|스크립트|섹션|장|절|표|규칙은)"
 )
 _KO_DESCRIPTIVE_VERB = ("의미한다", "뜻한다", "해당한다", "속한다", "지원한다", "설명한다", "된다")
-_KO_POINTER_END = re.compile(r"(?:참고|참조)(?:하세요|하십시오|해\s*주세요|하시기\s*바랍니다)$")
+_KO_POINTER_END = re.compile(
+    r"(?:참고|참조|문의|물어)(?:하세요|하십시오|해\s*주세요|하시기\s*바랍니다|보세요|봐\s*주세요)$"
+)
 _KO_STRONG_WORD = re.compile(r"반드시|절대로|절대")
 _KO_TRAIL = " \t.!。…\"'”’)]*~"
 
