@@ -493,6 +493,18 @@ def test_cache_key_identity(server: FakeOpenAI) -> None:
         asyncio.run(e.aclose())
 
 
+def test_credentials_in_base_url_stay_out_of_messages_and_cache_key(server: FakeOpenAI) -> None:
+    url = server.url.replace("http://", "http://user:PASSWORD@")
+    server.push(error(403, "no access"))
+    engine = make_engine(server)
+    engine.base_url = url
+    assert "PASSWORD" not in engine.cache_key()
+    with pytest.raises(PermanentJobError) as info:
+        run_summary(engine)
+    assert "PASSWORD" not in info.value.message
+    assert f"127.0.0.1:{server.port}" in info.value.message
+
+
 def test_light_modules_do_not_import_openai() -> None:
     code = (
         "import sys, avo_cli.engines, avo_cli.pricing, avo_cli.engines.openai_prompts, "

@@ -176,7 +176,7 @@ class OpenAIEngine:
         return self._mode
 
     def cache_key(self) -> str:
-        host = urlsplit(self.base_url).netloc or self.base_url
+        host = _host(self.base_url)
         return f"openai:{self.model}:p{PROMPT_VERSION}:{self.lang or 'auto'}:{host}"
 
     @property
@@ -440,7 +440,7 @@ class OpenAIEngine:
         return TransientJobError(self._scrub(msg))
 
     def _where(self) -> str:
-        host = urlsplit(self.base_url).netloc or "the server"
+        host = _host(self.base_url) or "the server"
         return f"OpenAI-compatible server {host}"
 
     def _scrub(self, text: str) -> str:
@@ -487,6 +487,17 @@ def _dumps(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def _host(url: str) -> str:
+    """host[:port] of a URL, never its user:password part."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    return f"{host}:{port}" if port else host
 
 
 def _tries(n: int) -> str:
