@@ -2,7 +2,8 @@
 
 For each concurrency: submit JOBS distinct documents into a fresh temporary
 database (``AVO_DB``), run ``avo work --engine openai --concurrency N`` as a
-real process, and print its wall time next to the latency ideal
+real process, and print its wall time (and the worker's own drain time, without
+process start-up) next to the latency ideal
 (jobs x 2 calls x latency / N) and, as baselines in the same run, a bare
 AsyncOpenAI loop making the same 2 x JOBS calls and the engine driven directly.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -78,7 +80,7 @@ def completed(env: dict[str, str]) -> int:
     return len(json.loads(proc.stdout)) if proc.returncode == 0 else -1
 
 
-def run_cli(url: str, jobs: int, concurrency: int) -> tuple[float, int]:
+def run_cli(url: str, jobs: int, concurrency: int) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "AVO_DB": str(Path(tmp) / "avo.db"), "OPENAI_API_KEY": KEY}
         env.pop("OPENAI_BASE_URL", None)
@@ -92,7 +94,6 @@ def run_cli(url: str, jobs: int, concurrency: int) -> tuple[float, int]:
             raise SystemExit(f"avo submit failed: {proc.stderr}")
         started = time.perf_counter()
         proc = avo(
-            "--quiet",
             "work",
             "--engine",
             "openai",
@@ -106,7 +107,10 @@ def run_cli(url: str, jobs: int, concurrency: int) -> tuple[float, int]:
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"avo work failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return wall, completed(env)
+        # the worker's own summary line: "N job(s) in X.XXs" (drain time, no start-up)
+        found = re.findall(r"job\(s\) in ([\d.]+)s", proc.stderr)
+        drain = float(found[-1]) if found else float("nan")
+        return wall, drain, completed(env)
 
 
 async def bare_loop(url: str, jobs: int, concurrency: int) -> float:
@@ -179,18 +183,19 @@ def main() -> None:
         url = remote.url
     try:
         print(f"fake server {url}: latency {args.latency}s, {args.jobs} jobs, 2 calls/job")
-        cols = ("conc", "ideal", "bare loop", "engine", "avo work", "done")
-        print("{:>5} {:>8} {:>10} {:>8} {:>9} {:>6}".format(*cols), flush=True)
+        cols = ("conc", "ideal", "bare loop", "engine", "avo work", "(drain)", "done")
+        print("{:>5} {:>8} {:>10} {:>8} {:>9} {:>8} {:>6}".format(*cols), flush=True)
         for n in args.concurrency:
             ideal = args.jobs * 2 * args.latency / n
             bare = asyncio.run(bare_loop(url, args.jobs, n))
             direct = asyncio.run(engine_direct(url, args.jobs, n))
             if args.no_cli:
-                cli_wall, done = float("nan"), 0
+                cli_wall, drain, done = float("nan"), float("nan"), 0
             else:
-                cli_wall, done = run_cli(url, args.jobs, n)
+                cli_wall, drain, done = run_cli(url, args.jobs, n)
             print(
-                f"{n:>5} {ideal:>7.2f}s {bare:>9.2f}s {direct:>7.2f}s {cli_wall:>8.2f}s {done:>6}",
+                f"{n:>5} {ideal:>7.2f}s {bare:>9.2f}s {direct:>7.2f}s {cli_wall:>8.2f}s"
+                f" {drain:>7.2f}s {done:>6}",
                 flush=True,
             )
         if local is not None:
