@@ -305,14 +305,15 @@ def extract_checklist(text: str, source: str = "") -> ChecklistDraft:
 
 
 def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
-    tokens = [_TOKEN.findall(c[2].lower()) for c in cands]
+    lowers = [c[2].lower() for c in cands]
+    tokens = [_TOKEN.findall(low) for low in lowers]
     freq: Counter[str] = Counter()
     for words in tokens:
         freq.update(words)
     top = max((c for w, c in freq.items() if w not in _STOPWORDS), default=1)
     scores: list[float] = []
     seen_sections: set[int] = set()
-    for (pos, section, sentence, is_rule), words in zip(cands, tokens, strict=True):
+    for (pos, section, sentence, is_rule), words, low in zip(cands, tokens, lowers, strict=True):
         uniq = set(words)
         uniq -= _STOPWORDS
         # integer sum: independent of set order, so the result is deterministic
@@ -321,7 +322,9 @@ def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
             score += 0.4
         if pos < 3:  # the opening usually says what the document is about
             score += 0.4 - 0.1 * pos
-        if _PURPOSE.search(sentence):
+        if ("th" in low or "문서" in low or "가이드" in low or "지침" in low or "규" in low) and (
+            _PURPOSE.search(low)
+        ):
             score += 0.3
         if section not in seen_sections:
             seen_sections.add(section)
@@ -331,7 +334,7 @@ def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
             score -= 0.5
         if n_words > 45:
             score -= 0.4
-        if sentence.endswith("?") or sentence.lower().startswith(_EXAMPLE_PREFIXES):
+        if sentence.endswith("?") or low.startswith(_EXAMPLE_PREFIXES):
             score -= 1.0
         elif not is_rule and not sentence.endswith(_SENTENCE_ENDS):
             score -= 0.6  # a fragment: a path, a label, a name

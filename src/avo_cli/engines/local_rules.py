@@ -139,7 +139,7 @@ _LEAD_SKIP = frozenset(
 _WORD = re.compile(r"[a-z][a-z'’-]*")
 _RELATIVE_TAIL = re.compile(r"\b(?:that|which|who|whose)\s+(?:\S+\s+)?$")
 _ONLY_AFTER = re.compile(r"\bonly\s+(?:with|if|when|after|for|by|through|via|from|in)\b")
-_UPPER_HINT = re.compile(r"MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL")
+_UPPER_KEYWORDS = ("MUST", "SHALL", "SHOULD", "REQUIRED", "RECOMMENDED", "MAY", "OPTIONAL")
 _RFC_UPPER = re.compile(
     r"(?<![\"“'‘])\b(MUST|SHALL|REQUIRED|SHOULD|RECOMMENDED|MAY|OPTIONAL)\b(?![\"”'’])"
 )
@@ -192,11 +192,13 @@ def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
 
 def _english(s: str) -> bool | None:
     lower = s.lower().replace("’", "'")
-    if _NOT_RULE_START.match(lower) or _BOILERPLATE.search(lower):
+    if _NOT_RULE_START.match(lower) or (
+        ("2119" in lower or "bcp" in lower) and _BOILERPLATE.search(lower)
+    ):
         return None
     if _HELP_START.match(lower) and _HELP_HINT.search(lower):
         return None  # "Ask in #releases if you need access.": a pointer, not a rule
-    if _UPPER_HINT.search(s):
+    if any(k in s for k in _UPPER_KEYWORDS):
         m = _RFC_UPPER.search(s)  # RFC 2119 capitals are unambiguous
         if m is not None:
             return m.group(1) in ("MUST", "SHALL", "REQUIRED")
