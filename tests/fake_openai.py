@@ -83,6 +83,11 @@ def server_error() -> Reply:
     )
 
 
+def raw(text: str, status: int = 200, content_type: str = "text/html") -> Reply:
+    """Answer with this body as is (a proxy's HTML page, truncated JSON...)."""
+    return Reply(kind="raw", status=status, content=text, headers={"Content-Type": content_type})
+
+
 def hang(seconds: float = 5.0) -> Reply:
     return Reply(kind="hang", delay=seconds)
 
@@ -278,6 +283,15 @@ class FakeOpenAI:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
 
+            def _send_raw(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
+
             def do_GET(self) -> None:
                 server._record(self, {})
                 if self.path.rstrip("/").endswith("/models"):
@@ -308,6 +322,9 @@ class FakeOpenAI:
                         return
                     if reply.kind == "hang":
                         self.close_connection = True
+                        return
+                    if reply.kind == "raw":
+                        self._send_raw(reply.status, (reply.content or "").encode(), reply.headers)
                         return
                     if reply.kind == "status":
                         self._send(reply.status, reply.body, reply.headers)

@@ -30,6 +30,7 @@ from fake_openai import (
     length,
     quota,
     rate_limited,
+    raw,
     refusal,
     reject_schema,
     server_error,
@@ -313,6 +314,21 @@ def test_hang_forever_is_transient(server: FakeOpenAI) -> None:
     with pytest.raises(TransientJobError, match=r"did not answer within 0\.3s \(2 tries\)"):
         run_summary(engine)
     assert len(server.chat_requests) == 2  # timeouts get fewer tries than 5xx
+
+
+def test_truncated_body_is_retried_then_transient(server: FakeOpenAI) -> None:
+    server.push(raw('{"id": "x", "choi', content_type="application/json"))
+    assert run_summary(make_engine(server)).draft["title"] == "Code Review Guide"
+    server.default = raw('{"id": "x", "choi', content_type="application/json")
+    with pytest.raises(TransientJobError, match="malformed response"):
+        run_summary(make_engine(server))
+
+
+def test_html_page_points_at_the_base_url(server: FakeOpenAI) -> None:
+    server.push(raw("<html><body>Open WebUI</body></html>"))
+    with pytest.raises(PermanentJobError, match="check --base-url"):
+        run_summary(make_engine(server))
+    assert len(server.chat_requests) == 1
 
 
 def test_connection_refused_is_transient() -> None:

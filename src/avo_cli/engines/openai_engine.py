@@ -316,7 +316,13 @@ class OpenAIEngine:
                 calls=1,
             )
         )
-        choices = getattr(response, "choices", None) or []
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):
+            # e.g. an HTML page: a base URL that is not the API root (it usually ends in /v1)
+            raise PermanentJobError(
+                f"{self._where()} did not answer with a chat completion; check --base-url "
+                "(usually ending in /v1)"
+            )
         if not choices:
             raise TransientJobError(f"model {self.model} returned no choices")
         choice = choices[0]
@@ -378,6 +384,9 @@ class OpenAIEngine:
             raise self._status_error(exc, kwargs, made) from None
         except oa.APIConnectionError as exc:
             raise self._connection_error(exc, made) from None
+        except (ValueError, oa.APIError) as exc:  # a truncated or malformed response body
+            msg = f"{self._where()} sent a malformed response {_tries(made)} in a row"
+            raise TransientJobError(f"{msg} ({type(exc).__name__})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retryable(self, exc: BaseException) -> bool:
@@ -389,7 +398,8 @@ class OpenAIEngine:
             if status == 429:
                 return _error_code(exc) != "insufficient_quota"
             return status in (408, 409) or status >= 500
-        return False
+        # a truncated or malformed body (JSONDecodeError is a ValueError)
+        return isinstance(exc, (ValueError, oa.APIError))
 
     def _wait(self, retry_state: Any) -> float:
         import random
