@@ -2,7 +2,17 @@
 
 Two stages per document (summary, then checklist), each one Chat Completions
 call with structured outputs derived from the pydantic draft models. Only this
-module imports ``openai`` (and only when a worker loads the engine).
+module imports ``openai`` (and only when a worker loads the engine); prompts
+and schemas live in ``openai_prompts``, parsing and chunking in ``openai_parse``.
+
+Long documents (over ``context_tokens`` minus a reserve, estimated from
+characters) are split on headings, then paragraphs, then hard cuts: chunk
+summaries run concurrently and a reduce call (in rounds if needed) merges them;
+the checklist is written per chunk concurrently (each chunk also sees the
+summary) and merged by category name, so every chunk is covered.
+
+One engine (one AsyncOpenAI client, connection pool sized for the worker's
+concurrency times the per-document fan-out) is shared by all concurrent jobs.
 
 Failure policy (the worker retries ``TransientJobError`` jobs up to
 ``max_attempts`` with its own back-off):
@@ -12,8 +22,10 @@ Failure policy (the worker retries ``TransientJobError`` jobs up to
   timeouts, with exponential back-off and jitter, honouring ``Retry-After`` /
   ``retry-after-ms`` (capped). Timeouts get fewer tries (``timeout_tries``)
   than 5xx answers. When the tries are exhausted: TransientJobError.
+* a truncated or malformed response body is retried like a 5xx.
 * 400/401/403/404/422, ``insufficient_quota``, refusals, ``finish_reason`` of
-  ``length``/``content_filter``: PermanentJobError at once.
+  ``length``/``content_filter``, a 200 that is not a chat completion (a wrong
+  base URL): PermanentJobError at once.
 * a server that rejects ``json_schema`` response formats is asked again with
   ``json_object`` and then with the schema in the prompt only; the working mode
   is remembered for the engine's life.
