@@ -7,6 +7,7 @@ in-process (typer's runner) so the engine's back-off can be shrunk.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,3 +163,19 @@ def test_checkpoint_skips_stage_one_on_retry(
         "guideline_checklist",
         "guideline_checklist",  # the retry went straight to stage 2
     ]
+
+
+def test_worker_runs_jobs_concurrently(
+    run_avo: RunAvo, doc: Callable[..., Path], server: FakeOpenAI
+) -> None:
+    server.latency = 0.5
+    files = [str(doc(DOC + f"\n- Rule number {i}.\n", f"d{i}.md")) for i in range(40)]
+    assert len(submit_ids(run_avo("submit", *files))) == 40
+    proc = run_avo("work", "--engine", "openai", "--base-url", server.url, "--concurrency", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert len(server.chat_requests) == 80
+    assert server.max_in_flight >= 15
+    drain = re.findall(r"job\(s\) in ([\d.]+)s", proc.stderr)
+    assert drain, proc.stderr
+    # 80 calls x 0.5 s / 20 = 2 s ideal; serialised it would be 40 s
+    assert float(drain[-1]) < 10, proc.stderr
