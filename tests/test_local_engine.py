@@ -125,6 +125,16 @@ def test_table_rows_with_level_column() -> None:
     ]
 
 
+def test_rows_of_a_limits_table_are_rules() -> None:
+    doc = "| Element | Minimum contrast |\n|---|---|\n| Body text | 4.5:1 |\n"
+    assert items(doc) == [("General", "Body text: 4.5:1", True)]
+
+
+def test_korean_bnida_steps_are_rules() -> None:
+    doc = "1. 스테이징 서버에 접속해 봅니다.\n2. 설정은 반나절 걸렸습니다.\n"
+    assert texts(doc) == ["스테이징 서버에 접속해 봅니다."]
+
+
 def test_block_quote_rules_and_explanations() -> None:
     doc = "> Force-pushing to `main` is not allowed. The branch is protected.\n"
     assert items(doc) == [("General", "Force-pushing to main is not allowed.", True)]
@@ -173,6 +183,7 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
     ("sentence", "expected"),
     [
         ("You must not commit secrets.", True),
+        ("Associate every input with a visible label.", True),
         ("Build metadata MAY be appended after a plus sign.", False),
         ("Releases MUST follow Semantic Versioning.", True),
         ("Unfreeze main.", True),
@@ -261,6 +272,9 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "Rate limiting is handled by the gateway team.",
         "Small fixes do not need an issue.",
         "It is not necessary to squash.",
+        "Meanwhile the build runs.",
+        "Yesterday the build broke.",
+        "A quick way to check this is to try to complete the task.",
         'The key words "MUST" and "MAY" are to be interpreted as described in RFC 2119.',
         "Ask in #releases if you need access.",
         "궁금한 점이 있으면 언제든 #frontend 채널에 물어보세요.",

@@ -103,6 +103,10 @@ _LEVEL_HEADER = re.compile(
     r"필수|필수\s*여부|구분|수준|중요도|유형|등급)$",
     re.IGNORECASE,
 )
+_LIMIT_HEADER = re.compile(
+    r"\b(?:minimum|maximum|min|max|limit|limits|threshold|at\s+least|at\s+most)\b|최소|최대|한도|상한|하한",
+    re.IGNORECASE,
+)
 _LEVEL_REQUIRED = frozenset(
     _words(
         """
@@ -151,6 +155,12 @@ def _row_item(block: Block) -> ItemDraft | None:
             rule_idx = j
             break
     if rule_idx < 0:
+        if text_cells and any(_LIMIT_HEADER.search(h) for h in header):
+            # "| Body text | 4.5:1 | AA |" under "Minimum contrast": every row is a limit
+            first = text_cells[0][1]
+            rest = ", ".join(c for _, c in text_cells[1:])
+            text = f"{first}: {rest}" if rest else first
+            return {"text": text, "required": True if level is None else level}
         if level is None or not text_cells:
             return None
         rule_idx = text_cells[-1][0]

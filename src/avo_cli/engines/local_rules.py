@@ -76,7 +76,10 @@ _STRONG_START = re.compile(
 _NEVER = re.compile(
     r"\bnever\b|\b(?:we|you)\s+(?:always|(?:do\s+not|don't)(?!\s+(?:need|have)\b))\b"
 )
-_WEAK_VERB = re.compile(r"\b(?:avoid|prefer|consider|try\s+to|try\s+not\s+to)\b")
+_WEAK_VERB = re.compile(
+    r"\b(?:avoid|prefer|consider)\b|^(?:please\s+)?try\s+(?:not\s+)?to\b|"
+    r"\b(?:you|we)\s+(?:should\s+)?try\s+(?:not\s+)?to\b"
+)
 
 _VERBS = frozenset(
     _words(
@@ -106,13 +109,34 @@ _VERBS = frozenset(
         profile promote publish purge query redact refer register reload render replace
         reproduce reset restart restore retry revert revoke rewrite salt schedule scan serialize
         serve ship stage standardize stream stub subscribe summarize suppress track translate
-        trigger truncate unify upload watch allowlist wire page roll escalate hand ping tell
+        trigger truncate unify upload watch allowlist wire show display associate highlight
+        disclose justify localize optimize harden sandbox prepare focus caption announce
+        attribute credit cite link unlink page roll escalate hand ping tell
         wake declare rotate tidy clarify copy document drain reboot repeat rerun snapshot
         """
     )
 )
 _FINITE = frozenset(
     _words("is are was were has have had will can could would should must may does did")
+)
+_OBJECT_START = frozenset(
+    _words("the a an every each all any your our their this that these those it them no")
+)
+_NOT_VERBS = frozenset(
+    _words(
+        """
+        often usually after before during for in on at by with from to if when while because
+        unless since as then also only even just once here there now today below above under
+        over between through per via about like we you they it he she i everyone nobody
+        somebody someone anyone everything nothing one both either neither such what which
+        who why how where whether but and or nor yet so not never always sometimes almost
+        however therefore meanwhile otherwise instead later afterwards hence thus still yes
+        of off out up down into onto upon without within across against among around behind
+        beyond near toward towards until despite except inside outside most many much more
+        some few several other another same new old good bad best worst first last next
+        yesterday tomorrow tonight
+        """
+    )
 )
 _NOUN_NEXT = frozenset(
     _words(
@@ -183,7 +207,18 @@ def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
     w2 = words[k + 2] if k + 2 < len(words) else ""
     if w0 in ("don't", "dont") or (w0 == "do" and w1 == "not"):
         return True
-    if w0 not in _VERBS and not (w0[:2] in ("un", "re") and w0[2:] in _VERBS):
+    # an unknown word right before an object ("Associate every input ...") is most
+    # likely a verb; nouns, adverbs and prepositions are ruled out by list and form
+    if (
+        w0 not in _VERBS
+        and not (w0[:2] in ("un", "re") and w0[2:] in _VERBS)
+        and not (
+            w1 in _OBJECT_START
+            and w0 not in _NOT_VERBS
+            and not w0.endswith(("s", "ed", "ing", "ly", "'s"))
+            and len(w0) > 2
+        )
+    ):
         return None
     if w1 in _NOUN_NEXT or (w2 in _FINITE and w1 not in _DETERMINERS):
         return None  # "Use of globals...", "Test coverage is..."
@@ -296,6 +331,17 @@ def _rieul_final(ch: str) -> bool:
     return 0 <= code < 11172 and code % 28 == 8
 
 
+def _bnida_verb(k: str) -> bool:
+    """A ~ㅂ니다 verb ending other than 입니다/습니다/됩니다: 봅니다, 둡니다, 씁니다."""
+    if len(k) < 3 or not k.endswith("니다"):
+        return False
+    prev = k[-3]
+    if prev in "입습됩":
+        return False
+    code = ord(prev) - 0xAC00
+    return 0 <= code < 11172 and code % 28 == 17  # final consonant ㅂ
+
+
 def _plain_present(k: str) -> bool:
     """A plain-style present-tense verb ending (~ㄴ다/~는다), the rule register of 한다체."""
     if len(k) < 3 or not k.endswith("다") or k.endswith(_KO_DESCRIPTIVE_VERB):
@@ -326,7 +372,7 @@ def _korean(s: str, in_list: bool) -> bool | None:
         prev = tail[:-1].rstrip()
         if prev and _rieul_final(prev[-1]):
             return True
-    if in_list and (_KO_LIST_DECL.search(tail) or _KO_LIST_NOUN.search(tail)):
+    if in_list and (_KO_LIST_DECL.search(tail) or _KO_LIST_NOUN.search(tail) or _bnida_verb(tail)):
         return True
     if _KO_ONLY_CAN.search(tail):  # "태그는 담당자만 생성할 수 있다"
         return True
