@@ -199,3 +199,47 @@ def test_signal_stops_an_idle_forever_worker_at_once(
     assert waited < 5, f"an idle worker took {waited:.1f}s to stop"
     assert "Traceback" not in (tmp_path / "w.log").read_text()
     account(isolated, ids, reliability)
+
+
+def test_kill_9_during_submit_queues_all_or_nothing(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    """A submitter killed mid-write leaves either every document of its call or none."""
+    import sqlite3
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    paths = []
+    for i in range(300):
+        p = folder / f"d{i:03d}.md"
+        p.write_text(f"# Doc {i}\n" + f"- rule {i} must hold\n" * 1500)  # ~30 KB each
+        paths.append(str(p))
+    submit(write_docs(tmp_path / "first", 1))  # the database exists and is migrated
+    expected = 1
+    killed = 0
+    # Kill later and later, until a submit finishes first: the kills sweep its whole run.
+    for step in range(1, 16):
+        delay = 0.1 * step
+        proc = spawn("submit", *paths)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+            reliability.faults += 1
+        proc.communicate(timeout=60)
+        n = sum(jobs_by_status(isolated).values())
+        assert n in (expected, expected + len(paths)), (delay, n, expected)
+        if proc.returncode == 0:
+            assert n == expected + len(paths)
+            reliability.submitted += len(paths)  # accepted: its ids were printed
+        expected = n
+        conn = sqlite3.connect(isolated)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            docs = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        finally:
+            conn.close()
+        assert docs == n  # no job without its document, no orphan document
+        if proc.returncode == 0:
+            break
+    assert killed, "every submit finished before the kill; make the batch bigger"
