@@ -126,7 +126,14 @@ def ms(seconds: float) -> str:
 
 def header(title: str) -> None:
     print(f"\n== {title} ==")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s), {time.strftime('%F %T')}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s), load average {load}, "
+        f"{time.strftime('%F %T')}"
+    )
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        print("note: the machine is busy (load > cpus): absolute times are inflated; ratios to")
+        print("      the baselines of the same run (interleaved) are the figures to compare")
 
 
 def verdict(name: str, ok: bool, detail: str) -> bool:
