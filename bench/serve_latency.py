@@ -1,21 +1,25 @@
 """``avo serve`` latency: ``POST /api/jobs`` under 50 concurrent closed-loop clients.
 
 Starts ``avo serve`` itself on a free loopback port (default settings, so the
-access log is on and goes to a file), then runs N clients for D seconds; each
-keeps one keep-alive connection and sends its next request as soon as the last
-one is answered. The client is raw asyncio streams (no HTTP library) so it
-steals as little of the 2 shared cores as possible.
+access log is on and goes to a file), then runs N clients; each keeps one
+keep-alive connection and sends its next request as soon as the last one is
+answered. The client is raw asyncio streams (no HTTP library) so it steals as
+little of the 2 shared cores as possible.
 
-Goal: p99 under 50 ms on the default SQLite store. Baseline measured in the
-same run and under the same load: ``GET /healthz`` (the HTTP stack with no
-store access), so the ratio shows what queueing a job costs over the server
-itself. ``GET /api/jobs/{id}`` is measured too.
+Three kinds of request take turns in short slices (0.5 s) until each had D
+seconds: ``GET /healthz`` (the baseline: the HTTP stack, no store), ``POST
+/api/jobs`` (the goal: p99 under 50 ms on the default SQLite store) and ``GET
+/api/jobs/{id}``. Interleaved, they all see the same background load, so the
+ratios to the baseline mean something on a busy machine. The server's CPU time
+per request (from /proc, all threads) is printed too: it hardly depends on load.
+Every ``201`` must be a job in the store afterwards.
 
 PostgreSQL: with ``--pg URL`` or ``AVO_BENCH_PG`` (an admin URL such as
-``postgresql://postgres@127.0.0.1:5432/test``) the POST phase runs again on a
+``postgresql://postgres@127.0.0.1:5432/test``) the same mix runs again on a
 fresh ``avo_bench_*`` database created there and dropped afterwards.
 
-Bounded: at most ``--max-requests`` per phase and ``--duration`` seconds.
+Bounded: at most ``--max-requests`` per server and 3 x ``--duration`` seconds
+(plus warm-up).
 Run: ``.venv/bin/python bench/serve_latency.py [--clients 50] [--duration 10] [--quick]``
 """
 
@@ -30,11 +34,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,7 +77,8 @@ class Phase:
         )
 
     def cpu_per_request(self) -> float:
-        return self.cpu / self.ok_total if self.ok_total else float("nan")
+        measured = len(self.latencies) + sum(self.errors.values())  # warm-up excluded, as cpu
+        return self.cpu / measured if measured else float("nan")
 
 
 # --- a minimal HTTP/1.1 keep-alive client ------------------------------------------------
@@ -99,57 +103,90 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
+@dataclass
+class Kind:
+    """One kind of request of the mix: how to make it, what it must answer."""
+
+    phase: Phase
+    make: Maker
+    expect: int
+
+
 async def client(
-    port: int,
-    make: Maker,
-    expect: int,
-    phase: Phase,
-    stop_at: float,
-    budget: list[int],
-    warm_until: float,
+    port: int, kinds: list[Kind], clock: Clock, budget: list[int], counter: list[int]
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        i = 0
-        while time.perf_counter() < stop_at and budget[0] > 0:
-            budget[0] -= 1
-            data = make(i)
-            i += 1
+        while budget[0] > 0:
             t0 = time.perf_counter()
-            writer.write(data)
+            slot = clock.slot(t0)
+            if slot is None:
+                return
+            kind = kinds[slot]
+            budget[0] -= 1
+            counter[0] += 1
+            writer.write(kind.make(counter[0]))
             status, _ = await read_response(reader)
             dt = time.perf_counter() - t0
-            phase.ok_total += status == expect
-            if t0 < warm_until:
+            kind.phase.ok_total += status == kind.expect
+            if t0 < clock.warm_until:
                 continue
-            if status == expect:
-                phase.latencies.append(dt)
+            if status == kind.expect:
+                kind.phase.latencies.append(dt)
             else:
-                phase.errors[str(status)] = phase.errors.get(str(status), 0) + 1
+                kind.phase.errors[str(status)] = kind.phase.errors.get(str(status), 0) + 1
     finally:
         writer.close()
 
 
-async def run_phase(
-    name: str,
-    port: int,
-    make: Maker,
-    expect: int,
-    clients: int,
-    duration: float,
-    max_requests: int,
-    warmup: float,
-) -> Phase:
-    phase = Phase(name)
+@dataclass
+class Clock:
+    """Which kind of request is due: kinds take turns in ``slice_s`` slices."""
+
+    start: float
+    warm_until: float
+    stop_at: float
+    slice_s: float
+    kinds: int
+
+    def slot(self, t: float) -> int | None:
+        if t >= self.stop_at:
+            return None
+        return int((t - self.start) / self.slice_s) % self.kinds
+
+
+async def cpu_sampler(pid: int, kinds: list[Kind], clock: Clock) -> None:
+    """Charge the server's CPU time (and wall time) of each slice to its kind."""
+    last_t, last_cpu = time.perf_counter(), cpu_seconds(pid)
+    while last_t < clock.stop_at:
+        slot = clock.slot(last_t)
+        boundary = clock.start + (int((last_t - clock.start) / clock.slice_s) + 1) * clock.slice_s
+        await asyncio.sleep(max(0.0, min(boundary, clock.stop_at) - time.perf_counter()))
+        now, cpu = time.perf_counter(), cpu_seconds(pid)
+        if slot is not None and last_t >= clock.warm_until:
+            kinds[slot].phase.cpu += cpu - last_cpu
+            kinds[slot].phase.elapsed += now - last_t
+        last_t, last_cpu = now, cpu
+
+
+async def run_mix(port: int, pid: int, kinds: list[Kind], args: argparse.Namespace) -> None:
+    """All clients send the kind whose slice it is, on their one keep-alive connection.
+
+    Interleaving (rather than one phase after the other) puts every kind under the
+    same background load, so the ratios hold on a busy machine. The warm-up is a
+    whole number of rounds, so it also ends on a slice boundary.
+    """
     start = time.perf_counter()
-    warm_until = start + warmup
-    stop_at = warm_until + duration
-    budget = [max_requests]
-    await asyncio.gather(
-        *(client(port, make, expect, phase, stop_at, budget, warm_until) for _ in range(clients))
+    rounds = max(1, round(args.warmup / (args.slice * len(kinds))))
+    warm_until = start + rounds * args.slice * len(kinds)
+    clock = Clock(
+        start, warm_until, warm_until + args.duration * len(kinds), args.slice, len(kinds)
     )
-    phase.elapsed = time.perf_counter() - max(warm_until, start)
-    return phase
+    budget, counter = [args.max_requests], [0]
+    await asyncio.gather(
+        cpu_sampler(pid, kinds, clock),
+        *(client(port, kinds, clock, budget, counter) for _ in range(args.clients)),
+    )
 
 
 def post_maker() -> Maker:
@@ -230,43 +267,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(pid: int, phase_coro: Coroutine[Any, Any, Phase]) -> Phase:
-    cpu0 = cpu_seconds(pid)
-    phase = asyncio.run(phase_coro)
-    phase.cpu = cpu_seconds(pid) - cpu0
-    return phase
-
-
 def measure(db: str, tmp: Path, label: str, args: argparse.Namespace) -> dict[str, Phase]:
-    phases: dict[str, Phase] = {}
-    common = (args.clients, args.duration, args.max_requests, args.warmup)
     with server(tmp, db, label) as (port, pid):
+        some = asyncio.run(_create_one(port))
         health = request_bytes("GET", "/healthz")
-        phases["healthz"] = timed(
-            pid,
-            run_phase(f"[{label}] GET /healthz (baseline)", port, lambda i: health, 200, *common),
-        )
-        before = queued(db)
-        phases["post"] = timed(
-            pid, run_phase(f"[{label}] POST /api/jobs", port, post_maker(), 201, *common)
-        )
-        after = queued(db)
-        # Every 201 (warm-up included) must be a job in the store: no lost writes.
-        phases["post"].stored = after - before
-        some = asyncio.run(_one_id(port))
         get = request_bytes("GET", f"/api/jobs/{some}")
-        phases["get"] = timed(
-            pid, run_phase(f"[{label}] GET /api/jobs/{{id}}", port, lambda i: get, 200, *common)
-        )
+        phases = {
+            "healthz": Phase(f"[{label}] GET /healthz (baseline)"),
+            "post": Phase(f"[{label}] POST /api/jobs"),
+            "get": Phase(f"[{label}] GET /api/jobs/{{id}}"),
+        }
+        kinds = [
+            Kind(phases["healthz"], lambda i: health, 200),
+            Kind(phases["post"], post_maker(), 201),
+            Kind(phases["get"], lambda i: get, 200),
+        ]
+        before = queued(db)
+        asyncio.run(run_mix(port, pid, kinds, args))
+        # Every 201 (warm-up included) must be a job in the store: no lost writes.
+        phases["post"].stored = queued(db) - before
     return phases
 
 
-async def _one_id(port: int) -> str:
+async def _create_one(port: int) -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request_bytes("GET", "/api/jobs?limit=1"))
-    _, body = await read_response(reader)
+    writer.write(post_maker()(0))
+    status, body = await read_response(reader)
     writer.close()
-    return str(json.loads(body)[0]["event_id"])
+    if status != 201:
+        raise SystemExit(f"POST /api/jobs answered {status}: {body[:500]!r}")
+    return str(json.loads(body)["event_id"])
 
 
 def report(phases: dict[str, Phase], label: str) -> bool:
@@ -294,17 +324,20 @@ def report(phases: dict[str, Phase], label: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
-    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per phase")
-    parser.add_argument("--max-requests", type=int, default=100_000, help="cap per phase")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per request kind"
+    )
+    parser.add_argument("--slice", type=float, default=0.5, help="seconds per turn of a kind")
+    parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds first")
+    parser.add_argument("--max-requests", type=int, default=300_000, help="cap per server")
     parser.add_argument("--pg", default=os.environ.get("AVO_BENCH_PG"), help="PostgreSQL admin URL")
     parser.add_argument("--quick", action="store_true", help="3 s phases (a smoke run)")
     args = parser.parse_args()
     if args.quick:
         args.duration = 3.0
     header(
-        f"avo serve: {args.clients} closed-loop clients, {args.duration:.0f} s per phase "
-        f"(+{args.warmup:.0f} s warm-up), loopback"
+        f"avo serve: {args.clients} closed-loop clients, {args.duration:.0f} s per request kind, "
+        f"kinds interleaved in {args.slice:g} s turns (+{args.warmup:g} s warm-up), loopback"
     )
     ok = True
     with workdir("avo-bench-serve-") as tmp:
