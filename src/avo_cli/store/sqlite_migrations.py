@@ -23,7 +23,7 @@ def migration(fn: Migration) -> Migration:
 
 @migration
 def m001_jobs(db: Database) -> None:
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": int,
             "event_id": str,
@@ -65,13 +65,13 @@ def m001_jobs(db: Database) -> None:
     )
     # AUTOINCREMENT-free INTEGER PRIMARY KEY is the queue order; ids are never
     # reused while rows exist, which is all FIFO needs.
-    db["jobs"].create_index(["event_id"], unique=True, index_name="jobs_event_id")
-    db["jobs"].create_index(["status", "id"], index_name="jobs_status")
+    db.table("jobs").create_index(["event_id"], unique=True, index_name="jobs_event_id")
+    db.table("jobs").create_index(["status", "id"], index_name="jobs_status")
     # The claim scans only live jobs, in queue order (partial index).
     db.execute("CREATE INDEX jobs_queue ON jobs(id) WHERE status IN ('pending', 'processing')")
     db.execute("CREATE INDEX jobs_cache ON jobs(sha256, cache_key) WHERE status = 'completed'")
     # Document text lives apart so listing and claiming never read it.
-    db["documents"].create(
+    db.table("documents").create(
         {"job_id": int, "content": str},
         pk="job_id",
         not_null={"content"},
