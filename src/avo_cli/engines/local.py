@@ -332,9 +332,7 @@ def _scores(cands: list[tuple[int, int, str, bool]]) -> list[float]:
             score += 0.4
         if pos < 3:  # the opening usually says what the document is about
             score += 0.4 - 0.1 * pos
-        if ("th" in low or "문서" in low or "가이드" in low or "지침" in low or "규" in low) and (
-            _PURPOSE.search(low)
-        ):
+        if ("this " in low or "these " in low or not low.isascii()) and _PURPOSE.search(low):
             score += 0.3
         if section not in seen_sections:
             seen_sections.add(section)

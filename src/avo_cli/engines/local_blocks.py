@@ -51,7 +51,9 @@ _SPACES = re.compile(r"[ \t\n]+")
 
 def strip_inline(s: str) -> str:
     """Remove inline Markdown/rST/HTML markup; collapse whitespace; keep the rest verbatim."""
-    s = _SPACES.sub(" ", s).strip()  # first: no regex below meets a long whitespace run
+    if "  " in s or "\t" in s or "\n" in s:
+        s = _SPACES.sub(" ", s)  # first: no regex below meets a long whitespace run
+    s = s.strip()
     if _NEEDS_INLINE.search(s) is None:
         return s
     kept: list[str] = []

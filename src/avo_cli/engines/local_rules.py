@@ -19,10 +19,13 @@ def _words(s: str) -> list[str]:
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])[ \t]+(?=[^a-z\s])")
 
 
+_SPLIT_HINTS = (". ", "! ", "? ", ".\t", "!\t", "?\t", "。", "！", "？")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "mr.", "dr.", "no.", "fig.")
 
 
 def split_sentences(text: str) -> list[str]:
+    if not any(p in text for p in _SPLIT_HINTS):
+        return [text] if text else []
     parts = _SENTENCE_SPLIT.split(text)
     if len(parts) == 1:
         return parts if text else []
@@ -406,12 +409,14 @@ def _ends_in_hangul(s: str) -> bool:
 def classify(sentence: str, *, in_list: bool = False) -> bool | None:
     """True = required rule, False = optional rule, None = not a rule."""
     s = sentence.strip()
-    if not s or s.endswith("?") or s.endswith("？") or _LETTER.search(s) is None:
+    if not s or s.endswith("?") or s.endswith("？"):
+        return None
+    if not s[0].isalpha() and _LETTER.search(s) is None:
         return None
     tag = _LEVEL_TAG.match(s)  # "[필수] ...", "(Recommended) ...", "MUST: ..."
     if tag is not None:
         return (tag.group(1) or tag.group(2)).lower() in _TAG_REQUIRED
-    if _HANGUL.search(s):
+    if not s.isascii() and _HANGUL.search(s):
         verdict = _korean(s, in_list)
         if verdict is not None or _ends_in_hangul(s):
             return verdict
