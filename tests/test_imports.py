@@ -93,3 +93,29 @@ def test_dump_sees_heavy_imports(tmp_path: Path) -> None:
     # A missing database is created and migrated: sqlite-utils does the DDL.
     modules = modules_of(tmp_path, "submit", str(doc), "--db", str(db))
     assert loaded(modules, "sqlite_utils")
+
+
+def test_offline_worker_skips_pydantic_and_openai(tmp_path: Path, job: str) -> None:
+    """``avo work --engine local`` needs neither the OpenAI client nor pydantic."""
+    modules = modules_of(tmp_path, "-q", "work", "--engine", "local")
+    assert "avo_cli.engines.local" in modules
+    found = {m for m in ("openai", "httpx2", "pydantic", "rich") if loaded(modules, m)}
+    assert not found, f"avo work --engine local imported: {found}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["work", "--concurrency", "0"],
+        ["work", "--grace", "-1"],
+        ["work", "--lease", "abc"],
+        ["status", "abc", "--timeout", "-1"],
+        ["list", "--limit", "0"],
+        ["list", "--limit", "x"],
+    ],
+)
+def test_bounds_still_checked_without_pydantic_shortcut(args: list[str], run_avo) -> None:  # type: ignore[no-untyped-def]
+    """Values given on the command line still go through typer's own validation."""
+    proc = run_avo(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Invalid value" in proc.stderr

@@ -12,7 +12,10 @@ two cases that need no pydantic at all, exactly as typer would:
 * a missing value: ``None`` (or ``()`` for a multi-value parameter), which
   typer's own ``RuntimeParam.coerce`` returns without looking at the type;
 * a ``str`` (or list of ``str``) parameter given strings on the command
-  line: the strings themselves.
+  line: the strings themselves;
+* an ``int``/``float`` parameter whose value already has exactly that type
+  and lies within its ``min``/``max`` (a declared default such as
+  ``grace: float = 30.0``): the value itself.
 
 Anything else (numbers with bounds, choices, bytes from the environment) is
 handed to the adapter typer builds, so validation and error messages are
@@ -52,6 +55,16 @@ if RuntimeParam is not None:
                 and all(type(v) is str for v in value)
             ):
                 return list(value)
+            if annotation in (int, float) and type(value) is annotation and self._in_bounds(value):
+                return value  # a declared default such as ``grace: float = 30.0``
+            return self._typer(value, param, ctx)
+
+        def _in_bounds(self, value: float) -> bool:
+            info = self.parameter_info
+            low, high = info.min, info.max
+            return (low is None or value >= low) and (high is None or value <= high)
+
+        def _typer(self, value: Any, param: Any, ctx: Any) -> Any:
             real = build_runtime_param(self.descriptor)
             param._runtime_param = real  # later values go straight to typer's coercer
             return real._coerce_value(value, param=param, ctx=ctx)
