@@ -444,3 +444,18 @@ def test_engine_async_methods() -> None:
     summary, checklist = asyncio.run(run())
     assert summary == summarize_text(GUIDE, "guide.md")
     assert checklist == extract_checklist(GUIDE, "guide.md")
+
+
+def test_engine_runs_large_documents_off_the_event_loop() -> None:
+    text = GUIDE * 200  # above the thread threshold
+    doc = Document(event_id="e2", source="big.md", text=text)
+
+    async def run() -> tuple[object, object]:
+        engine = LocalEngine()
+        summary = await engine.summarize(doc)
+        checklist = await engine.checklist(doc, summary.draft)
+        return summary.draft, checklist.draft
+
+    summary, checklist = asyncio.run(run())
+    assert summary == summarize_text(text, "big.md")
+    assert checklist == extract_checklist(text, "big.md")

@@ -10,7 +10,6 @@ The parsing lives in ``local_blocks``, the rule classifier in ``local_rules``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -415,6 +414,8 @@ class LocalEngine:
 
     async def summarize(self, doc: Document) -> StageResult:
         if len(doc.text) > _THREAD_THRESHOLD:
+            import asyncio  # only here: importing the engine stays light
+
             draft = await asyncio.to_thread(summarize_text, doc.text, doc.source)
         else:
             draft = summarize_text(doc.text, doc.source)
@@ -422,6 +423,8 @@ class LocalEngine:
 
     async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
         if len(doc.text) > _THREAD_THRESHOLD:
+            import asyncio
+
             draft = await asyncio.to_thread(extract_checklist, doc.text, doc.source)
         else:
             draft = extract_checklist(doc.text, doc.source)
