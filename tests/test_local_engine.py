@@ -412,6 +412,8 @@ def test_summary_never_empty_and_key_points_bounded() -> None:
     s = summarize_text(long_doc)
     assert 1 <= len(s["key_points"]) <= 7
     assert len(s["content"].split()) <= 120
+    one_long = summarize_text("Use " + "very " * 300 + "long sentences.")
+    assert len(one_long["content"].split()) <= 120
     short = summarize_text("Keep it simple.")
     assert short["key_points"] == ["Keep it simple."]
     assert short["content"] == "Keep it simple."

@@ -92,7 +92,7 @@ def _clip(text: str, words: int) -> str:
     parts = text.split()
     if len(parts) <= words:
         return text
-    return " ".join(parts[:words]) + " …"
+    return " ".join(parts[:words]) + "…"  # still `words` words
 
 
 # --- checklist ------------------------------------------------------------------------------
@@ -428,6 +428,8 @@ class LocalEngine:
             draft = await asyncio.to_thread(extract_checklist, doc.text, doc.source)
         else:
             draft = extract_checklist(doc.text, doc.source)
+        if len(doc.text) > _THREAD_THRESHOLD:
+            _analyse.cache_clear()  # the job is done: do not keep a large analysis alive
         return StageResult(draft=draft, usage=Usage())
 
     async def aclose(self) -> None:
