@@ -184,6 +184,8 @@ def test_intro_sentence_folds_fragment_bullets() -> None:
     [
         ("You must not commit secrets.", True),
         ("Associate every input with a visible label.", True),
+        ("Tip: use the access portal to renew grants.", False),
+        ("Naming: use snake_case for modules.", True),
         ("Build metadata MAY be appended after a plus sign.", False),
         ("Releases MUST follow Semantic Versioning.", True),
         ("Unfreeze main.", True),
@@ -273,6 +275,8 @@ def test_required_optional_precedence(sentence: str, expected: bool) -> None:
         "Small fixes do not need an issue.",
         "It is not necessary to squash.",
         "Meanwhile the build runs.",
+        "Tip: the access portal shows which of your grants expire soon.",
+        "Note: the incident bot creates the channel automatically.",
         "Yesterday the build broke.",
         "A quick way to check this is to try to complete the task.",
         'The key words "MUST" and "MAY" are to be interpreted as described in RFC 2119.',

@@ -173,6 +173,7 @@ _RFC_UPPER = re.compile(
 _BOILERPLATE = re.compile(r"\b(?:rfc\s?2119|bcp\s?14)\b")
 _HELP_START = re.compile(r"^(?:please\s+)?(?:ask|contact|reach\s+out|ping|talk\s+to)\b")
 _HELP_HINT = re.compile(r"#[a-z]|\bchannel\b|\bquestions?\b|\bneed\s+access\b")
+_ADVICE_LABELS = frozenset(["tip", "tips", "hint", "suggestion", "recommendation", "pro tip"])
 _ONLY_STARTS = ("only", "every", "each", "all", "any")
 # the words without which _MODAL, _STRONG_START/_NEVER and _WEAK_VERB cannot match
 _MODAL_TRIGGERS = frozenset(
@@ -205,6 +206,8 @@ def _imperative(lower: str, words: list[str] | None = None) -> bool | None:
         k += 1
     if len(words) - k < 2 and not lower.rstrip().endswith((".", "!")):
         return None  # a lone word ("fix") is a label, not an instruction
+    if k == 0 and head[len(words[0]) : len(words[0]) + 1] == ":":
+        return None  # "Tip: the portal ...", "Note: ...": a label, not a verb
     w0 = words[k].replace("’", "'")
     w1 = words[k + 1] if k + 1 < len(words) else ""
     w2 = words[k + 2] if k + 2 < len(words) else ""
@@ -282,7 +285,8 @@ def _english_clause(lower: str) -> bool | None:
             if sep == ";" or len(head.split()) <= 4:
                 verdict = _imperative(rest.strip())
                 if verdict is not None:
-                    return verdict
+                    # "Tip: use the portal" is advice, "Naming: use snake_case" a rule
+                    return verdict and head.strip(" *") not in _ADVICE_LABELS
     if not words.isdisjoint(_WEAK_TRIGGERS) and _WEAK_VERB.search(lower):
         return False
     return None
