@@ -130,6 +130,11 @@ def test_rows_of_a_limits_table_are_rules() -> None:
     assert items(doc) == [("General", "Body text: 4.5:1", True)]
 
 
+def test_rows_of_a_requirement_table_are_rules() -> None:
+    doc = "| Signal | Requirement |\n|---|---|\n| Logs | Structured JSON via slog |\n"
+    assert items(doc) == [("General", "Logs: Structured JSON via slog", True)]
+
+
 def test_korean_bnida_steps_are_rules() -> None:
     doc = "1. 스테이징 서버에 접속해 봅니다.\n2. 설정은 반나절 걸렸습니다.\n"
     assert texts(doc) == ["스테이징 서버에 접속해 봅니다."]

@@ -102,8 +102,10 @@ _LEVEL_HEADER = re.compile(
     r"필수|필수\s*여부|구분|수준|중요도|유형|등급)$",
     re.IGNORECASE,
 )
+# a column whose header says each row is a limit or a requirement
 _LIMIT_HEADER = re.compile(
-    r"\b(?:minimum|maximum|min|max|limit|limits|threshold|at\s+least|at\s+most)\b|최소|최대|한도|상한|하한",
+    r"\b(?:minimum|maximum|min|max|limit|limits|threshold|at\s+least|at\s+most|requirements?|"
+    r"rules?|policy|mandatory)\b|최소|최대|한도|상한|하한|규칙|요구\s*사항|정책",
     re.IGNORECASE,
 )
 _LEVEL_REQUIRED = frozenset(
@@ -155,7 +157,7 @@ def _row_item(block: Block) -> ItemDraft | None:
             break
     if rule_idx < 0:
         if text_cells and any(_LIMIT_HEADER.search(h) for h in header):
-            # "| Body text | 4.5:1 | AA |" under "Minimum contrast": every row is a limit
+            # "| Body text | 4.5:1 |" under "Minimum contrast" (or "Requirement"): a rule
             first = text_cells[0][1]
             rest = ", ".join(c for _, c in text_cells[1:])
             text = f"{first}: {rest}" if rest else first

@@ -114,7 +114,9 @@ _VERBS = frozenset(
         serve ship stage standardize stream stub subscribe summarize suppress track translate
         trigger truncate unify upload watch allowlist wire show display associate highlight
         disclose justify localize optimize harden sandbox prepare focus caption announce
-        attribute credit cite link unlink page roll escalate hand ping tell
+        attribute credit cite link unlink propagate emit instrument expose export trace
+        reserve delegate inherit embed vendor retire sunset enforce grant revoke
+        page roll escalate hand ping tell
         wake declare rotate tidy clarify copy document drain reboot repeat rerun snapshot
         """
     )
@@ -298,7 +300,7 @@ _HANGUL = re.compile(r"[가-힣]")
 _LETTER = re.compile(r"[^\W\d_]")
 _KO_OPTIONAL_END = re.compile(
     r"(?:(?:것이|게|편이|편이\s*더|면|으면)\s*(?:좋습니다|좋다|좋아요|좋겠습니다|바람직합니다|바람직하다|"
-    r"낫습니다|낫다)|바람직합니다|바람직하다|"
+    r"낫습니다|낫다|안전합니다|안전하다)|바람직합니다|바람직하다|"
     r"(?:권장|권고|추천|지양|지향)(?:합니다|됩니다|한다|된다|해요|함|됨|하세요|하십시오|해\s*주세요|할\s*것|"
     r"사항입니다|사항|)|고려(?:하세요|하십시오|해\s*주세요|해\s*보세요|해보세요|할\s*것|합니다|한다)|"
     r"(?:해도|어도|아도|도)\s*(?:됩니다|된다|좋습니다|괜찮습니다)|선택\s*사항(?:입니다|이다|)|"
