@@ -337,3 +337,27 @@ def test_malformed_url_is_a_config_error_without_password(run_avo: RunAvo) -> No
         assert proc.returncode == 10, proc.stderr
         assert proc.stderr.startswith("avo: error: invalid PostgreSQL URL")
         assert proc.stderr.count("\n") == 1 and "s3cret" not in proc.stderr
+
+
+def test_concurrent_apply_under_the_advisory_lock_migrates_once(fresh_pg_url: str) -> None:
+    """Eight connections run the migration at the same instant; one does the work."""
+    conns = [psycopg.connect(fresh_pg_url, autocommit=True) for _ in range(8)]
+    start = threading.Barrier(len(conns))
+    results: list[object] = []
+
+    def go(conn: psycopg.Connection[Any]) -> None:
+        start.wait()
+        try:
+            results.append(pg_migrations.apply(conn, "test"))
+        except Exception as exc:  # collected: the assertion below shows it
+            results.append(exc)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in conns:
+        c.close()
+    assert results == [pg_migrations.SCHEMA_VERSION] * len(conns)
+    assert _tables(fresh_pg_url) == {"jobs", "documents", "avo_schema"}
