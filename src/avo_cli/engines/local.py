@@ -108,6 +108,11 @@ _LIMIT_HEADER = re.compile(
     r"rules?|policy|mandatory)\b|최소|최대|한도|상한|하한|규칙|요구\s*사항|정책",
     re.IGNORECASE,
 )
+# a cell that is a statement ("Logs are kept for 90 days"), not a requirement value
+_STATEMENT = re.compile(
+    r"\b(?:is|are|was|were|has|have|had|will|can|gets?|runs?|happens?)\b|(?:니다|다)[.]?$",
+    re.IGNORECASE,
+)
 _LEVEL_REQUIRED = frozenset(
     _words(
         """
@@ -156,7 +161,9 @@ def _row_item(block: Block) -> ItemDraft | None:
             rule_idx = j
             break
     if rule_idx < 0:
-        if text_cells and any(_LIMIT_HEADER.search(h) for h in header):
+        limit_cols = [j for j, h in enumerate(header) if _LIMIT_HEADER.search(h)]
+        under = [cells[j] for j in limit_cols if j < len(cells) and cells[j]]
+        if text_cells and under and not any(_STATEMENT.search(c) for c in under):
             # "| Body text | 4.5:1 |" under "Minimum contrast" (or "Requirement"): a rule
             first = text_cells[0][1]
             rest = ", ".join(c for _, c in text_cells[1:])
