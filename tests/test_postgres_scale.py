@@ -5,7 +5,9 @@
   A double claim cannot hide: each claim adds one to ``attempts`` (so it
   would end at 2), and each worker logs one line per job it finished (so the
   job would be logged twice); tests/test_postgres.py shows the SQLite claim
-  statement double-claiming on PostgreSQL and this claim not.
+  statement double-claiming on PostgreSQL and this claim not. (Checked: with
+  ``FOR UPDATE ... SKIP LOCKED`` removed from the claim, this test fails with
+  dozens of jobs at attempts 2.)
 * A worker SIGKILLed mid-job: its jobs come back by lease expiry and another
   worker finishes them (attempts 2), the rest untouched (attempts 1).
 """
