@@ -245,3 +245,35 @@ def test_watch_redraws_until_the_job_ends() -> None:
     # every state was drawn, the last one stays on screen
     assert "Job is queued." in text and "Job is being processed." in text
     assert text.rstrip().endswith("engine: openai")
+
+
+def test_progress_reporter_counts_and_keeps_a_log_above_the_bar() -> None:
+    from avo_cli.progress import RichReporter
+    from avo_cli.store.base import ClaimedJob
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=100, force_terminal=True, color_system="truecolor")
+    reporter = RichReporter(console=console)
+    reporter.started(3)
+    jobs = [
+        ClaimedJob(1, "aaaaaaaa-1", "a.md", "x", 1, None, False),
+        ClaimedJob(2, "bbbbbbbb-2", "evil\x1b]52;c;ZXZpbA==\x07[red]b.md", "x", 1, None, False),
+        ClaimedJob(3, "cccccccc-3", "c.md", "x", 1, None, False),
+    ]
+    for job in jobs:
+        reporter.claimed(job)
+    reporter.finished(jobs[0], "completed", 0.5, "")
+    frames = SGR.sub("", buf.getvalue()).replace("\r", "\n")
+    assert "completed  aaaaaaaa  a.md  0.50s" in frames
+    assert "1/3" in frames.split("completed  aaaaaaaa")[-1]  # the bar moved on at once
+    reporter.finished(jobs[1], "retrying", 0.1, "rate limited")  # not done: it comes back
+    reporter.finished(jobs[2], "failed", 0.2, "bad\nrequest")
+    reporter.stopped()
+    raw = buf.getvalue()
+    text = SGR.sub("", raw).replace("\r", "\n")
+    assert "\x1b]52" not in raw and "evil[red]b.md" in text
+    assert "failed     cccccccc  c.md  0.20s  bad request" in text
+    assert "\x1b[31mfailed" in raw  # failures stand out in red
+    assert "2/3" in text.splitlines()[-2]  # one job is still due to be retried
+    last = text.splitlines()[-1]
+    assert re.fullmatch(r"3 job\(s\) in \d+\.\d\ds \(1 completed, 1 failed, 1 retrying\)", last)

@@ -124,6 +124,7 @@ class RichReporter:
     def _refresh(self, current: str | None = None) -> None:
         doc, rate = self._fields()
         self.progress.update(self.task, completed=self.done, current=current or doc, rate=rate)
+        self.progress.refresh()  # lines printed above the bar redraw it from this frame
 
     def started(self, total: int) -> None:
         self.t0 = time.monotonic()
