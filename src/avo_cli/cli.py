@@ -677,12 +677,17 @@ def export(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", "-F", help="md: a GitHub task list; json: the job as avo status --json"
+            "--format",
+            "-F",
+            metavar="md|json",
+            help="md: a GitHub task list; json: the job as avo status --json",
         ),
     ] = "md",
     out_file: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Write to FILE (atomically); - is stdout"),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to FILE (atomically); - is stdout"
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
