@@ -207,6 +207,17 @@ def test_no_color_and_dumb_terminal_are_honoured(run_avo: Any, done_id: str) -> 
     assert json.loads(screen)["event_id"] == done_id  # a dumb terminal gets the data
 
 
+def test_force_color_never_decorates_data_or_logs(run_avo: Any, doc: Any) -> None:
+    env: dict[str, str | None] = {"FORCE_COLOR": "1"}
+    (job,) = submit(run_avo, str(doc(GUIDE)))
+    work = run_avo("work", "--engine", "local", env=env)
+    assert work.returncode == 0 and ESC not in work.stderr and "━" not in work.stderr
+    for args in (("status", job), ("list",), ("config", "show"), ("export", job)):
+        proc = run_avo(*args, env=env)
+        assert proc.returncode == 0 and ESC not in proc.stdout, args
+    assert json.loads(run_avo("status", job, env=env).stdout)["status"] == "completed"
+
+
 @pytest.mark.slow
 def test_list_table_with_coloured_statuses(run_avo: Any, done_id: str, doc: Any) -> None:
     submit(run_avo, str(doc("# Other\n\n- You must wait.\n", "other.md")))
