@@ -243,3 +243,46 @@ def test_kill_9_during_submit_queues_all_or_nothing(
         if proc.returncode == 0:
             break
     assert killed, "every submit finished before the kill; make the batch bigger"
+
+
+def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path) -> None:
+    """Deterministic version of the SIGSTOP race: the takeover lands during stage 1."""
+    import sqlite3
+
+    from avo_cli.documents import validate
+    from avo_cli.engines.base import Document, StageResult, SummaryDraft
+    from avo_cli.store.sqlite import SQLiteStore
+    from avo_cli.worker import Worker, WorkerOptions
+
+    store = SQLiteStore(str(isolated))
+    store.enqueue([validate(b"# Guide\n- You must test.\n", "g.md", 1000)])
+    calls: list[str] = []
+
+    class TakenOver:
+        source, model, checkpoints, max_concurrency = "t", "t", True, 1
+
+        def cache_key(self) -> None:
+            return None
+
+        async def summarize(self, doc: Document) -> StageResult:
+            calls.append("summary")
+            conn = sqlite3.connect(isolated)  # another worker claims the job meanwhile
+            with conn:
+                conn.execute("UPDATE jobs SET lease_owner = 'other-worker', attempts = 2")
+            conn.close()
+            return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
+
+        async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+            calls.append("checklist")
+            return StageResult({"categories": []})
+
+        async def aclose(self) -> None:
+            pass
+
+    worker = Worker(store, TakenOver(), WorkerOptions(lease=60, max_jobs=1))  # type: ignore[arg-type]
+    assert worker.run() == 0
+    assert calls == ["summary"]  # no stage-2 call for a job this worker no longer holds
+    assert worker.by_status == {"lost": 1}
+    row = store.get(store.recent()[0].event_id)
+    assert row.status == "processing" and row.result is None  # left to its new owner
+    store.close()

@@ -32,6 +32,10 @@ IDLE_MIN = 0.05
 IDLE_MAX = 2.0
 
 
+class _LeaseLost(Exception):
+    """A conditional write about a job was refused: another worker holds it now."""
+
+
 @dataclass
 class WorkerOptions:
     concurrency: int = 1
@@ -317,10 +321,13 @@ class Worker:
         )
 
         def save(cp: str) -> None:
-            self._write(self.store.save_checkpoint, job, cp)
+            if not self._write(self.store.save_checkpoint, job, cp):
+                raise _LeaseLost  # paused past the lease: stage 2 would be a wasted call
 
         try:
             outcome = await run_chain(self.engine, doc, job.checkpoint, save)
+        except _LeaseLost:
+            return "lost", "lease taken over by another worker"
         except JobError as exc:
             if job.seq in self.lost:
                 return "lost", exc.message
