@@ -207,6 +207,19 @@ def test_no_color_and_dumb_terminal_are_honoured(run_avo: Any, done_id: str) -> 
     assert json.loads(screen)["event_id"] == done_id  # a dumb terminal gets the data
 
 
+@pytest.mark.slow
+def test_config_show_is_a_table_on_a_terminal(run_avo: Any) -> None:
+    key = "sk-live-0123456789abcdefWXYZ"
+    code, screen, _, _ = tty_run(
+        "config", "show", stdout_tty=True, env={"OPENAI_API_KEY": key, "AVO_MODEL": "gpt-4o"}
+    )
+    assert code == 0
+    text = CSI.sub("", screen)
+    assert "setting" in text and "from" in text
+    assert re.search(r"model\s+│ gpt-4o\s+│ env AVO_MODEL", text)
+    assert "sk-****WXYZ" in text and key not in screen
+
+
 def test_force_color_never_decorates_data_or_logs(run_avo: Any, doc: Any) -> None:
     env: dict[str, str | None] = {"FORCE_COLOR": "1"}
     (job,) = submit(run_avo, str(doc(GUIDE)))

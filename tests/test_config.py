@@ -212,3 +212,40 @@ def test_update_file_refuses_what_it_cannot_edit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         update_file("model", "x", path)
     assert path.read_text(encoding="utf-8") == 'model = """multi\nline"""\n'
+
+
+KEYS = st.sampled_from(["model", "engine", "timeout", "max_attempts", "cache", "db", "other"])
+VALUES = st.one_of(
+    st.text(max_size=20), st.integers(-1000, 1000), st.booleans(), st.floats(0.1, 1e6)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(KEYS, VALUES, max_size=6),
+    KEYS,
+    st.one_of(st.none(), VALUES),
+    st.booleans(),
+)
+def test_edit_text_changes_one_key_and_nothing_else(
+    before: dict[str, Any], key: str, value: Any, with_table: bool
+) -> None:
+    lines = ["# avo settings", ""]
+    lines += [f"{k} = {toml_value(v)}  # note" for k, v in before.items()]
+    if with_table:
+        lines += ["", "[extra]", f"{key} = 1"]
+    text = "\n".join(lines) + "\n"
+    after = tomllib.loads(edit_text(text, key, value))
+    expected = {k: v for k, v in before.items() if k != key}
+    if value is not None:
+        expected[key] = value
+    if with_table:
+        assert after.pop("extra") == {key: 1}
+    assert after == expected
+
+
+def test_edit_text_splits_lines_on_newline_only() -> None:
+    text = 'model = "a\x85b\u2028c"\nengine = "x"\n'  # raw NEL / LINE SEPARATOR inside a string
+    out = edit_text(text, "engine", "local")
+    assert tomllib.loads(out) == {"model": "a\x85b\u2028c", "engine": "local"}
+    assert tomllib.loads(edit_text(text, "model", None)) == {"engine": "x"}

@@ -42,7 +42,7 @@ def toml_value(value: Any) -> str:
         for ch in value:
             if ch in _TOML_ESCAPES:
                 out.append(_TOML_ESCAPES[ch])
-            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029":
                 out.append(f"\\u{ord(ch):04X}")
             else:
                 out.append(ch)
@@ -84,7 +84,8 @@ def _key_line(key: str) -> re.Pattern[str]:
 
 def edit_text(text: str, key: str, value: Any | None) -> str:
     """``text`` with ``key`` set to ``value`` (or removed when None), top-level table only."""
-    lines = text.splitlines(keepends=True)
+    # only "\n" ends a TOML line (str.splitlines would also split on U+0085, U+2028...)
+    lines = re.findall(r"[^\n]*\n|[^\n]+\Z", text)
     end = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
     pattern = _key_line(key)
     hits = [i for i in range(end) if pattern.match(lines[i])]
