@@ -286,3 +286,49 @@ def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path) -> None:
     row = store.get(store.recent()[0].event_id)
     assert row.status == "processing" and row.result is None  # left to its new owner
     store.close()
+
+
+def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(isolated: Path) -> None:
+    """Heartbeats failing (a busy database) let the lease lapse while the job runs: the
+    worker's own next claim must not start the same job a second time beside it."""
+    import asyncio
+
+    from avo_cli.documents import validate
+    from avo_cli.engines.base import Document, StageResult, SummaryDraft
+    from avo_cli.store.base import Heartbeat
+    from avo_cli.store.sqlite import SQLiteStore
+    from avo_cli.worker import Worker, WorkerOptions
+
+    class BusyHeartbeat(SQLiteStore):
+        def heartbeat(self, owner: str, lease: float, seqs: list[int]) -> Heartbeat:
+            raise RuntimeError("database is locked")
+
+    store = BusyHeartbeat(str(isolated))
+    store.enqueue([validate(b"# Guide\n- You must test.\n", "g.md", 1000)])
+    calls: list[str] = []
+
+    class Slow:
+        source, model, checkpoints, max_concurrency = "t", "t", False, 4
+
+        def cache_key(self) -> None:
+            return None
+
+        async def summarize(self, doc: Document) -> StageResult:
+            calls.append("summary")
+            await asyncio.sleep(1.0)  # several leases long
+            return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
+
+        async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+            calls.append("checklist")
+            return StageResult({"categories": []})
+
+        async def aclose(self) -> None:
+            pass
+
+    opts = WorkerOptions(lease=0.2, concurrency=4)
+    worker = Worker(store, Slow(), opts)  # type: ignore[arg-type]
+    assert worker.run() == 0
+    assert calls == ["summary", "checklist"], calls
+    assert worker.by_status == {"completed": 1}
+    assert store.recent()[0].status == "completed"
+    store.close()

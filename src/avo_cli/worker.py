@@ -168,6 +168,12 @@ class Worker:
                 await self._wait_any(None)
                 continue
             job = self.store.claim(self.owner, self.opts.lease)
+            if job is not None and job.seq in self.inflight:
+                # Our own running job: its lease lapsed (heartbeats failing or late) and
+                # this claim renewed it. One task per job: never start a second beside it.
+                await self._wait_any(idle)
+                idle = min(idle * 2, IDLE_MAX)
+                continue
             if job is not None:
                 claimed += 1
                 idle = IDLE_MIN
