@@ -277,3 +277,11 @@ def test_progress_reporter_counts_and_keeps_a_log_above_the_bar() -> None:
     assert "2/3" in text.splitlines()[-2]  # one job is still due to be retried
     last = text.splitlines()[-1]
     assert re.fullmatch(r"3 job\(s\) in \d+\.\d\ds \(1 completed, 1 failed, 1 retrying\)", last)
+
+
+def test_verbose_adds_source_engine_and_duration() -> None:
+    row = make_row(started_at=NOW - 100, finished_at=NOW - 97.5)
+    text = plain(draw(render.status_renderables(row, verbose=True, now=NOW)))
+    assert "source: CONTRIBUTING.md (1,234 bytes) · attempts: 1" in text
+    assert "engine: openai · model: gpt-4o-mini · took 2.50s" in text
+    assert "took" not in plain(draw(render.status_renderables(row, now=NOW)))

@@ -109,6 +109,11 @@ def status_renderables(
         parts.append(
             _t(f"source: {row.source} ({row.size:,} bytes) · attempts: {row.attempts}", "dim")
         )
+    if verbose:
+        took = ""
+        if row.started_at and row.finished_at:
+            took = f" · took {max(0.0, row.finished_at - row.started_at):.2f}s"
+        parts.append(_t(f"engine: {row.engine or '-'} · model: {row.model or '-'}{took}", "dim"))
     result = job["result"]
     if result:
         summary = result["summary"]
