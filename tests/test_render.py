@@ -285,3 +285,10 @@ def test_verbose_adds_source_engine_and_duration() -> None:
     assert "source: CONTRIBUTING.md (1,234 bytes) · attempts: 1" in text
     assert "engine: openai · model: gpt-4o-mini · took 2.50s" in text
     assert "took" not in plain(draw(render.status_renderables(row, now=NOW)))
+
+
+def test_failed_job_message_in_red_and_inert() -> None:
+    row = make_row(status="failed", result=None, usage=None, error="HTTP 400 \x1b[2J[b]x[/b]")
+    raw = draw(render.status_renderables(row, now=NOW))
+    assert "\x1b[2J" not in raw
+    assert "\x1b[31mJob failed: HTTP 400 [b]x[/b]" in raw

@@ -104,7 +104,8 @@ def status_renderables(
     ages = Text(
         f"created {age(row.created_at, now)} · updated {age(row.updated_at, now)}", style="dim"
     )
-    parts: list[RenderableType] = [head, ages, _t(job["message"])]
+    message_style = "red" if row.status == "failed" else ""
+    parts: list[RenderableType] = [head, ages, _t(job["message"], message_style)]
     if verbose or row.status != "completed":
         parts.append(
             _t(f"source: {row.source} ({row.size:,} bytes) · attempts: {row.attempts}", "dim")
