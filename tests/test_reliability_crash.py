@@ -245,7 +245,7 @@ def test_kill_9_during_submit_queues_all_or_nothing(
     assert killed, "every submit finished before the kill; make the batch bigger"
 
 
-def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path) -> None:
+def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path, reliability: Figures) -> None:
     """Deterministic version of the SIGSTOP race: the takeover lands during stage 1."""
     import sqlite3
 
@@ -286,9 +286,13 @@ def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path) -> None:
     row = store.get(store.recent()[0].event_id)
     assert row.status == "processing" and row.result is None  # left to its new owner
     store.close()
+    reliability.faults += 1
+    reliability.submitted += 1
 
 
-def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(isolated: Path) -> None:
+def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(
+    isolated: Path, reliability: Figures
+) -> None:
     """Heartbeats failing (a busy database) let the lease lapse while the job runs: the
     worker's own next claim must not start the same job a second time beside it."""
     import asyncio
@@ -304,7 +308,9 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(isolated: Path
             raise RuntimeError("database is locked")
 
     store = BusyHeartbeat(str(isolated))
-    store.enqueue([validate(b"# Guide\n- You must test.\n", "g.md", 1000)])
+    new = validate(b"# Guide\n- You must test.\n", "g.md", 1000)
+    store.enqueue([new])
+    store_id = new.event_id
     calls: list[str] = []
 
     class Slow:
@@ -332,3 +338,5 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(isolated: Path
     assert worker.by_status == {"completed": 1}
     assert store.recent()[0].status == "completed"
     store.close()
+    reliability.faults += 1
+    account(isolated, [store_id], reliability)
