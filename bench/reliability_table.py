@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "build" / "reliability-report.json"
 
 ROWS = (
-    ("faults", "Faults injected (kill -9, SIGSTOP, signals, full disk, bad database files)"),
+    (
+        "faults",
+        "Faults injected (kill -9, SIGSTOP, signals, failing heartbeats, full disk, bad database files)",
+    ),
     ("submitted", "Jobs submitted"),
     ("completed", "Jobs completed"),
     ("lost", "Jobs lost"),
