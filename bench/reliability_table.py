@@ -25,7 +25,8 @@ DEFAULT = ROOT / "build" / "reliability-report.json"
 ROWS = (
     (
         "faults",
-        "Faults injected (kill -9, SIGSTOP, signals, failing heartbeats, full disk, bad database files)",
+        "Faults injected (kill -9, SIGSTOP, signals, failing heartbeats, full disk, "
+        "bad database files)",
     ),
     ("submitted", "Jobs submitted"),
     ("completed", "Jobs completed"),
