@@ -167,6 +167,16 @@ class SQLiteStore:
     def close(self) -> None:
         self._conn.close()
 
+    # --- WAL checkpoints (avo serve moves them off its write path) ---------
+
+    def set_autocheckpoint(self, pages: int) -> None:
+        """Checkpoint on commit once the WAL has ``pages`` pages (1000 default; 0 never)."""
+        self._read(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL pages into the database without blocking anyone (PASSIVE)."""
+        self._read("PRAGMA wal_checkpoint(PASSIVE)")
+
     # --- clients ------------------------------------------------------------
 
     def enqueue(self, jobs: list[NewJob]) -> None:
