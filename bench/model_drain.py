@@ -105,6 +105,7 @@ def main() -> int:
             f"  {'setup':<8}{'ideal':>7}{'bare':>7}{'bare+':>7}{'avo':>7}{'drain':>7}"
             f"{'ideal/avo':>10}{'avo/bare+':>10}{'drain/bare':>11}"
         )
+        splits: list[tuple[str, float, float, float, float]] = []
         for procs, conc in setups:
             total = procs * conc
             ideal = jobs * 2 * lat / total
@@ -113,6 +114,7 @@ def main() -> int:
             r = avo_drain(url, tmp, jobs, procs, conc)
             eff, vs_bare, drain_vs = ideal / r["wall"], r["wall"] / bare_p, r["drain"] / bare
             name = f"{procs}x{conc}" if procs > 1 else f"{conc}"
+            splits.append((name, r["wall"], r["drain"], bare, bare_p))
             print(
                 f"  {name:<8}{ideal:>6.2f}s{bare:>6.2f}s{bare_p:>6.2f}s{r['wall']:>6.2f}s"
                 f"{r['drain']:>6.2f}s{eff * 100:>9.0f}%{vs_bare:>9.2f}x{drain_vs:>10.2f}x"
@@ -133,11 +135,14 @@ def main() -> int:
         print(
             "  bare = the loop inside this process; bare+ = the same loop as a process of its own"
         )
-        print(
-            "  where avo's extra time goes: wall - drain = interpreter start-up, imports\n"
-            "  (openai, httpx2, pydantic ~0.4 s) and queue set-up; drain - bare = SQLite writes\n"
-            "  (claim, checkpoint, complete per job), validation and the chain, per job."
-        )
+        print("  where avo's wall time goes, per setup:")
+        for name, wall, drain, bare, bare_p in splits:
+            print(
+                f"    {name:<6} start-up, imports (openai, httpx2, pydantic) and exit "
+                f"{wall - drain:5.2f}s (the bare process: {bare_p - bare:5.2f}s); "
+                f"model calls {bare:5.2f}s (the bare loop); SQLite, validation and the chain "
+                f"{drain - bare:+5.2f}s"
+            )
     return 0 if ok else 1
 
 
