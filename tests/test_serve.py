@@ -654,3 +654,21 @@ def test_group_commit_isolates_a_failing_job(db_path: Path) -> None:
     store = open_store(str(db_path))
     assert sorted(r.event_id for r in store.recent(limit=100)) == sorted(j.event_id for j in jobs)
     store.close()
+
+
+def test_wal_is_checkpointed_off_the_request_path(serve: ServeFactory, db_path: Path) -> None:
+    """The writer never checkpoints; the checkpoint thread copies the WAL into the file."""
+    server = serve()
+    body = "# Big\n\n" + "- You must keep this line. " * 80 + "\n"
+    with server.client() as http:
+        for i in range(150):  # ~0.5 MB of documents: far below SQLite's own 4 MB threshold
+            r = http.post("/api/jobs", json={"content": f"{body}- {i}\n"})
+            assert r.status_code == 201
+        deadline = time.monotonic() + 15
+        while db_path.stat().st_size < 300_000:
+            assert time.monotonic() < deadline, "no checkpoint reached the database file"
+            time.sleep(0.1)
+    assert server.stop() == 143
+    from avo_cli.store import open_store
+
+    assert open_store(str(db_path)).counts().pending == 150
