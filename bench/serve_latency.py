@@ -205,11 +205,11 @@ def post_maker() -> Maker:
 
 
 @contextmanager
-def server(tmp: Path, db: str, label: str) -> Iterator[tuple[int, int]]:
+def server(tmp: Path, db: str, label: str, extra: list[str]) -> Iterator[tuple[int, int]]:
     env = bench_env(tmp, AVO_DB=db)
     log = open(tmp / f"serve-{label}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [PYTHON, "-m", "avo_cli", "serve", "--port", "0"],
+        [PYTHON, "-m", "avo_cli", "serve", "--port", "0", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -268,7 +268,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(db: str, tmp: Path, label: str, args: argparse.Namespace) -> dict[str, Phase]:
-    with server(tmp, db, label) as (port, pid):
+    with server(tmp, db, label, args.serve_arg) as (port, pid):
         some = asyncio.run(_create_one(port))
         health = request_bytes("GET", "/healthz")
         get = request_bytes("GET", f"/api/jobs/{some}")
@@ -331,6 +331,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds first")
     parser.add_argument("--max-requests", type=int, default=300_000, help="cap per server")
     parser.add_argument("--pg", default=os.environ.get("AVO_BENCH_PG"), help="PostgreSQL admin URL")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra avo serve option (repeatable), e.g. --serve-arg=--no-access-log",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s phases (a smoke run)")
     args = parser.parse_args()
     if args.quick:
