@@ -154,6 +154,17 @@ def test_expired_lease_makes_job_claimable_again(open_stores: StoreFactory) -> N
     assert store_status(a, eid) == ("completed", 2)
 
 
+def test_owner_does_not_reclaim_its_own_lapsed_lease(store: Store) -> None:
+    """A late heartbeat must not make a worker start its own running job twice."""
+    enqueue(store, 2)
+    first = claim(store, "w1", lease=0.2)
+    time.sleep(0.35)
+    nxt = claim(store, "w1")  # the next pending job, not the lapsed one again
+    assert nxt.seq != first.seq and nxt.attempts == 1
+    assert store.heartbeat("w1", LEASE, [first.seq]).alive == {first.seq}  # still ours
+    assert store.get(first.event_id).attempts == 1
+
+
 def store_status(store: Store, eid: str) -> tuple[str, int]:
     row = store.get(eid)
     return row.status, row.attempts

@@ -73,7 +73,7 @@ next AS (
       -- CASE, not OR: an OR of status tests steers the planner to a bitmap scan
       -- of every live job plus a sort; this way it walks jobs_queue in id order
       AND CASE WHEN jobs.status = 'pending' THEN jobs.run_after <= t.now
-               ELSE jobs.lease_expires < t.now END
+               ELSE jobs.lease_expires < t.now AND jobs.lease_owner <> %(owner)s END
     ORDER BY jobs.id
     LIMIT 1
     FOR UPDATE OF jobs SKIP LOCKED

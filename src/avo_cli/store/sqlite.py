@@ -42,7 +42,8 @@ WHERE id = (
     SELECT id FROM jobs INDEXED BY jobs_queue  -- live jobs in queue order, no sort
     WHERE status IN ('pending', 'processing')
       AND ((status = 'pending' AND run_after <= :now)
-           OR (status = 'processing' AND lease_expires < :now))
+           -- another worker's lapsed lease; our own lapsed jobs are still running here
+           OR (status = 'processing' AND lease_expires < :now AND lease_owner <> :owner))
     ORDER BY id
     LIMIT 1
 )
