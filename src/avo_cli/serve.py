@@ -14,12 +14,14 @@ cannot drift apart.
 
 Store access. Handlers run on one asyncio loop; store calls go to threads so a
 database that is busy (a worker holding SQLite's write lock, a slow PostgreSQL)
-never stalls the loop. Every thread opens its own store (sqlite3 connections
-must not be used concurrently). All writes go through a single writer thread:
-in-process writers never contend for SQLite's lock (whose busy handler sleeps
-in steps of milliseconds), and jobs queued while the writer was busy are
-inserted together in one transaction (group commit). Reads use a small pool of
-reader threads and never wait behind writes (WAL).
+never stalls the loop. Each thread opens its own store (a sqlite3 connection
+must not be used by two threads at once). One writer thread does every
+insert: in-process writers never contend for SQLite's lock (whose busy handler
+sleeps in steps of milliseconds), and jobs posted while it was busy go in
+together in one transaction (group commit). One reader thread does the reads,
+which never wait behind writes (WAL); it too takes whatever piled up in one
+hop. On SQLite the WAL is checkpointed by a thread of its own, not inside the
+commit of some unlucky request.
 
 Errors are ``{"error": {"code": ..., "message": ...}}``. An ambiguous id
 prefix is a 404 ``not_found`` like an unknown id, with the store's message
