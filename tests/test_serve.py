@@ -28,6 +28,8 @@ import pytest
 from conftest import RunAvo, avo_cmd
 from fake_openai import FakeOpenAI, error
 
+pytest_plugins = ["stores"]  # pg_url: a real PostgreSQL database
+
 TOKEN = "s3cret-token-for-tests"
 KEY = "sk-test-serve-0000"
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
@@ -672,3 +674,27 @@ def test_wal_is_checkpointed_off_the_request_path(serve: ServeFactory, db_path: 
     from avo_cli.store import open_store
 
     assert open_store(str(db_path)).counts().pending == 150
+
+
+@pytest.mark.slow
+def test_postgres_store_same_bytes(
+    serve: ServeFactory, run_avo: RunAvo, fake: FakeOpenAI, pg_url: str
+) -> None:
+    """Over PostgreSQL the API serves what avo status/list print for the same database."""
+    server = serve(env={"AVO_DB": pg_url})
+    with server.client() as http:
+        done = http.post("/api/jobs", json={"content": GUIDE, "source": "pg.md"}).json()
+        work(run_avo, fake, "--max-jobs", "1", db=pg_url)
+        waiting = http.post(
+            "/api/jobs", content=b"# Later\n- must wait\n", headers={"Content-Type": MD}
+        ).json()
+        for event_id in (done["event_id"], waiting["event_id"]):
+            r = http.get(f"/api/jobs/{event_id[:10]}")
+            assert r.status_code == 200
+            assert r.content == cli_status_bytes(run_avo, event_id, pg_url)
+        assert http.get(f"/api/jobs/{done['event_id']}").json()["status"] == "completed"
+        listed = http.get("/api/jobs?limit=5")
+        proc = run_avo("list", "--json", "--limit", "5", env={"AVO_DB": pg_url})
+        assert listed.content == proc.stdout.encode()
+        assert http.get("/api/jobs/00000000").status_code == 404
+    assert server.stop() == 143
