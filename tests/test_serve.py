@@ -513,16 +513,17 @@ def test_port_in_use_is_one_line(run_avo: RunAvo) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_extra_says_what_to_install(tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing", ["starlette", "uvicorn"])
+def test_missing_extra_says_what_to_install(missing: str) -> None:
     code = (
-        "import sys; sys.modules['starlette'] = None; sys.argv = ['avo', 'serve']\n"
+        f"import sys; sys.modules[{missing!r}] = None; sys.argv = ['avo', 'serve', '--port', '0']\n"
         "from avo_cli.cli import main; main()"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 9  # ExitCode.BACKEND, like a missing database driver
-    assert proc.stderr == "avo: error: avo serve needs starlette: pip install 'avo-cli[serve]'\n"
+    assert proc.stderr == f"avo: error: avo serve needs {missing}: pip install 'avo-cli[serve]'\n"
 
 
 def test_sigint_stops_quietly_with_130(serve: ServeFactory) -> None:

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -937,8 +938,6 @@ def serve(
     access_log: bool,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-process workers get ``grace`` to finish."""
-    import uvicorn
-
     token = api_token()
     store = open_store(settings.db)  # create and migrate now: errors before listening
     store.close()
