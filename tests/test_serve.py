@@ -699,3 +699,36 @@ def test_postgres_store_same_bytes(
         assert listed.content == proc.stdout.encode()
         assert http.get("/api/jobs/00000000").status_code == 404
     assert server.stop() == 143
+
+
+def test_cors_only_when_asked(serve: ServeFactory) -> None:
+    origin = "https://app.example"
+    plain = serve(env={"AVO_API_TOKEN": TOKEN})
+    with plain.client(TOKEN) as http:
+        r = http.get("/api/jobs", headers={"Origin": origin})
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    server = serve("--cors-origin", origin, env={"AVO_API_TOKEN": TOKEN})
+    with server.client() as anon:
+        # The browser's preflight carries no token; it must not get a 401.
+        pre = anon.options(
+            "/api/jobs",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == origin
+        assert "POST" in pre.headers["access-control-allow-methods"]
+        other = anon.options(
+            "/api/jobs",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert other.status_code == 400
+        assert anon.get("/api/jobs", headers={"Origin": origin}).status_code == 401
+    with server.client(TOKEN) as http:
+        r = http.post("/api/jobs", json={"content": "# c\n"}, headers={"Origin": origin})
+        assert r.status_code == 201
+        assert r.headers["access-control-allow-origin"] == origin
+        assert "location" in r.headers["access-control-expose-headers"].lower()

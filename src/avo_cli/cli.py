@@ -641,6 +641,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log each request on stderr")
     ] = True,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Let browser apps from this origin call the API (repeatable; * for any)",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Serve the AVO HTTP API (POST /api/jobs, GET /api/jobs/ID) over the queue.
@@ -668,6 +675,7 @@ def serve(
         max_bytes=_max_bytes(),
         grace=grace,
         access_log=access_log,
+        cors_origins=cors_origin or [],
     )
 
 

@@ -465,6 +465,7 @@ def create_app(
     token: str | None = None,
     workers: list[InProcessWorker] | None = None,
     access_log: bool = False,
+    cors_origins: list[str] | None = None,
 ) -> ASGIApp:
     """The ASGI application. The store is opened by the lifespan, per thread."""
     state = ServeState(db=db, max_bytes=max_bytes, workers=list(workers or []))
@@ -603,6 +604,17 @@ def create_app(
         lifespan=lifespan,
     )
     outer: ASGIApp = BearerAuth(app, token) if token else app
+    if cors_origins:  # outside the token check: browsers send preflights without it
+        from starlette.middleware.cors import CORSMiddleware
+
+        outer = CORSMiddleware(
+            outer,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
     return AccessLog(outer) if access_log else outer
 
 
@@ -936,6 +948,7 @@ def serve(
     max_bytes: int,
     grace: float,
     access_log: bool,
+    cors_origins: list[str] | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-process workers get ``grace`` to finish."""
     token = api_token()
@@ -955,7 +968,12 @@ def serve(
             "anyone who can reach it can queue jobs"
         )
     app = create_app(
-        settings.db, max_bytes=max_bytes, token=token, workers=in_process, access_log=access_log
+        settings.db,
+        max_bytes=max_bytes,
+        token=token,
+        workers=in_process,
+        access_log=access_log,
+        cors_origins=cors_origins,
     )
     config = uvicorn.Config(
         app,
