@@ -233,10 +233,10 @@ class StoreAccess:
         does it every ``CHECKPOINT_EVERY`` seconds in PASSIVE mode, which blocks
         neither writers nor readers.
         """
-        set_autocheckpoint = getattr(writer, "set_autocheckpoint", None)
-        if set_autocheckpoint is None or self._checkpointer is not None:
+        disable_autocheckpoint = getattr(writer, "disable_autocheckpoint", None)
+        if disable_autocheckpoint is None or self._checkpointer is not None:
             return  # not SQLite
-        set_autocheckpoint(0)
+        disable_autocheckpoint()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="avo-serve-checkpoint", daemon=True
         )

@@ -170,9 +170,9 @@ class SQLiteStore:
 
     # --- WAL checkpoints (avo serve moves them off its write path) ---------
 
-    def set_autocheckpoint(self, pages: int) -> None:
-        """Checkpoint on commit once the WAL has ``pages`` pages (1000 default; 0 never)."""
-        self._read(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+    def disable_autocheckpoint(self) -> None:
+        """Commits on this connection never checkpoint; call ``checkpoint`` elsewhere."""
+        self._read("PRAGMA wal_autocheckpoint = 0")
 
     def checkpoint(self) -> None:
         """Copy committed WAL pages into the database without blocking anyone (PASSIVE)."""
