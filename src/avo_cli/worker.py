@@ -30,6 +30,7 @@ from avo_cli.store.base import ClaimedJob, Store
 
 IDLE_MIN = 0.05
 IDLE_MAX = 2.0
+IDLE_DRAIN_MAX = 0.2  # without --forever: poll for the end of other workers' jobs
 
 
 class _LeaseLost(Exception):
@@ -191,6 +192,10 @@ class Worker:
                 break
             due = self.store.next_due()
             delay = idle if due is None else min(idle, max(due, IDLE_MIN))
+            if not self.opts.forever:
+                # Only other workers' jobs are left: notice their end promptly, since
+                # this process exits then (a 2 s back-off cost 4 x 16 workers ~2 s each).
+                delay = min(delay, IDLE_DRAIN_MAX)
             await self._sleep(delay + random.uniform(0, delay / 4))
             idle = min(idle * 2, IDLE_MAX)
         if self.inflight and not self._stop.is_set():
