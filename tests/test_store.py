@@ -218,6 +218,7 @@ def test_complete_keeps_result_bytes(store: Store) -> None:
     assert store.find_cached(job.sha256, "key") == result
     assert store.find_cached(job.sha256, "other") is None
     assert store.find_cached("0" * 64, "key") is None
+    assert store.usage_rows() == [("rules-1", usage)]
 
 
 def test_fail_records_reason_and_keeps_usage(store: Store) -> None:

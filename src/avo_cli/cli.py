@@ -770,6 +770,25 @@ def migrate(json_out: JsonOption = False, db: DbOption = None) -> None:
         output.data(f"{where}: {backend} schema version {version}")
 
 
+@app.command(epilog="Example: avo stats --json | jq .cost_usd")
+def stats(json_out: JsonOption = False, db: DbOption = None) -> None:
+    """Totals: jobs per status, tokens and cost of every model call recorded."""
+    from avo_cli import config, output
+    from avo_cli.jobview import dump_json
+    from avo_cli.stats import collect, lines
+    from avo_cli.store import open_store
+
+    store = open_store(config.db_location(db))
+    try:
+        totals = collect(store)
+    finally:
+        store.close()
+    if json_out or not output.stdout_is_tty():
+        output.data(dump_json(totals))
+    else:
+        output.data("\n".join(output.clean(line) for line in lines(totals)))
+
+
 def main() -> None:
     """Console entry point: the one place errors become messages and exit codes."""
     from avo_cli import output

@@ -98,5 +98,17 @@ def verbose_details(row: JobRow) -> dict[str, Any]:
         "started_at": iso(row.started_at) if row.started_at else None,
         "finished_at": iso(row.finished_at) if row.finished_at else None,
         "usage": usage,
+        "cost_usd": _cost(row.model, usage),
     }
     return details
+
+
+def _cost(model: str | None, usage: Any) -> float | None:
+    """Dollar cost of a job's model calls; None when unpriced or nothing was called."""
+    total = usage.get("total") if isinstance(usage, dict) else None
+    if not model or not isinstance(total, dict) or not total.get("calls"):
+        return None
+    from avo_cli.pricing import cost
+
+    price = cost(model, int(total.get("prompt_tokens", 0)), int(total.get("completion_tokens", 0)))
+    return None if price is None else round(price, 6)

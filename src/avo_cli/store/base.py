@@ -112,6 +112,10 @@ class Store(Protocol):
         """Number of jobs per status."""
         ...
 
+    def usage_rows(self) -> list[tuple[str | None, str | None]]:
+        """(model, usage JSON) of every job that recorded usage, for ``avo stats``."""
+        ...
+
     # --- workers -----------------------------------------------------------
 
     def claim(self, owner: str, lease: float) -> ClaimedJob | None:

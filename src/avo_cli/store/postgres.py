@@ -279,6 +279,10 @@ class PostgresStore:
             setattr(counts, status, int(n))
         return counts
 
+    def usage_rows(self) -> list[tuple[str | None, str | None]]:
+        rows = self._read("SELECT model, usage FROM jobs WHERE usage IS NOT NULL ORDER BY id")
+        return [(r[0], r[1]) for r in rows]
+
     # --- workers ------------------------------------------------------------
 
     def claim(self, owner: str, lease: float) -> ClaimedJob | None:
