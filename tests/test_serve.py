@@ -540,8 +540,8 @@ def test_in_process_workers(serve: ServeFactory, fake: FakeOpenAI, run_avo: RunA
     assert "2 in-process worker(s)" in server.stderr
     with server.client() as http:
         assert http.get("/healthz").json()["workers"] == 2
-        ids = [
-            http.post("/api/jobs", json={"content": GUIDE, "source": f"d{i}.md"}).json()["event_id"]
+        ids = [  # distinct texts: no job may be answered from the result cache
+            http.post("/api/jobs", json={"content": f"{GUIDE}- rule {i}\n"}).json()["event_id"]
             for i in range(6)
         ]
         deadline = time.monotonic() + 30
