@@ -38,7 +38,7 @@ EXIT_CODE_HELP = {
     ExitCode.DATABASE: "database unreadable, corrupt, read-only, full, or newer than avo",
     ExitCode.TIMEOUT: "timed out waiting for a job",
     ExitCode.ENGINE: "engine misconfigured (unknown engine, missing API key)",
-    ExitCode.BACKEND: "database backend unavailable (driver missing, server down)",
+    ExitCode.BACKEND: "backend unavailable (PostgreSQL driver or server, the serve extra)",
     ExitCode.CONFIG: "invalid configuration value",
     ExitCode.INTERRUPTED: "interrupted (SIGINT)",
     ExitCode.TERMINATED: "terminated (SIGTERM)",
