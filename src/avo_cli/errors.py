@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     ENGINE = 8  # engine misconfigured (unknown engine, missing key, bad base URL)
     BACKEND = 9  # database backend unavailable (driver missing, server unreachable)
     CONFIG = 10  # bad configuration value or config file
+    OUTPUT = 11  # cannot write output: stdout closed or full, -o path unwritable
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
@@ -40,6 +41,7 @@ EXIT_CODE_HELP = {
     ExitCode.ENGINE: "engine misconfigured (unknown engine, missing API key)",
     ExitCode.BACKEND: "backend unavailable (PostgreSQL driver or server, the serve extra)",
     ExitCode.CONFIG: "invalid configuration value",
+    ExitCode.OUTPUT: "cannot write output (stdout closed or full, -o path unwritable)",
     ExitCode.INTERRUPTED: "interrupted (SIGINT)",
     ExitCode.TERMINATED: "terminated (SIGTERM)",
 }
@@ -88,6 +90,10 @@ class EngineError(AvoError):
 
 class ConfigError(AvoError):
     exit_code = ExitCode.CONFIG
+
+
+class OutputError(AvoError):
+    exit_code = ExitCode.OUTPUT
 
 
 class WaitTimeout(AvoError):
