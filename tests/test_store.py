@@ -165,6 +165,17 @@ def test_owner_does_not_reclaim_its_own_lapsed_lease(store: Store) -> None:
     assert store.get(first.event_id).attempts == 1
 
 
+def test_claim_only_takes_the_listed_jobs_in_queue_order(store: Store) -> None:
+    first, second, third = enqueue(store, 3)
+    assert store.claim("w1", LEASE, only=[]) is None
+    job = store.claim("w1", LEASE, only=[third, second])
+    assert job is not None and job.event_id == second  # queue order, not list order
+    job = store.claim("w1", LEASE, only=[third, second])
+    assert job is not None and job.event_id == third
+    assert store.claim("w1", LEASE, only=[third, second]) is None
+    assert store_status(store, first) == ("pending", 0)
+
+
 def store_status(store: Store, eid: str) -> tuple[str, int]:
     row = store.get(eid)
     return row.status, row.attempts
@@ -400,7 +411,8 @@ def test_sqlite_claim_uses_the_partial_queue_index(tmp_path: object) -> None:
     SQLiteStore(str(path)).close()
     conn = sqlite3.connect(path)
     plan = conn.execute(
-        "EXPLAIN QUERY PLAN " + CLAIM_SQL, {"owner": "w", "now": time.time(), "lease": 1.0}
+        "EXPLAIN QUERY PLAN " + CLAIM_SQL,
+        {"owner": "w", "now": time.time(), "lease": 1.0, "only": None},
     ).fetchall()
     details = " | ".join(str(r[-1]) for r in plan)
     assert "jobs_queue" in details, details

@@ -8,6 +8,7 @@ start-up path of ``avo submit``/``avo status`` pays nothing for it otherwise.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -115,6 +116,9 @@ def coerce(name: str, raw: Any) -> Any:
             value = str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid value for {name}: {raw!r} (expected {kind.__name__})") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        # A NaN lease would be stored as NULL and never expire: refuse it here.
+        raise ConfigError(f"invalid value for {name}: {raw!r} (must be a finite number)")
     if name in _POSITIVE and value <= 0:
         raise ConfigError(f"invalid value for {name}: {raw!r} (must be > 0)")
     return value

@@ -26,13 +26,19 @@ def _human(n: int) -> str:
     return f"{n} bytes"
 
 
+def too_big(source: str, max_bytes: int, size: int | None = None) -> BadInput:
+    # Streams are read only one byte past the cap, so their real size is unknown.
+    what = f"is {_human(size)}" if size is not None else "is larger than the limit"
+    return BadInput(
+        f"{source}: document {what}, over the {_human(max_bytes)} limit "
+        "(set AVO_MAX_BYTES to raise it)"
+    )
+
+
 def validate(data: bytes, source: str, max_bytes: int) -> NewJob:
     """Check one document's bytes; raise ``BadInput`` naming the source."""
     if len(data) > max_bytes:
-        raise BadInput(
-            f"{source}: document is {_human(len(data))}, over the {_human(max_bytes)} limit "
-            "(set AVO_MAX_BYTES to raise it)"
-        )
+        raise too_big(source, max_bytes)
     if b"\x00" in data:
         raise BadInput(f"{source}: looks binary (contains NUL bytes); avo reads text documents")
     try:
@@ -69,6 +75,8 @@ def read_path(path: str, max_bytes: int) -> bytes:
 
     if stat.S_ISDIR(st.st_mode):
         raise BadInput(f"{path}: is a directory; give the documents inside it")
+    if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+        raise too_big(path, max_bytes, st.st_size)
     try:
         with open(path, "rb") as fh:
             return _read_stream(fh, max_bytes)
@@ -87,6 +95,8 @@ def load_documents(paths: list[str], max_bytes: int) -> list[NewJob]:
     jobs = []
     for path in paths:
         if path == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise BadInput("stdin (-) is closed: nothing to read")
             data = _read_stream(sys.stdin.buffer, max_bytes)
             jobs.append(validate(data, STDIN_NAME, max_bytes))
         else:

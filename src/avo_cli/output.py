@@ -11,6 +11,8 @@ import os
 import re
 import sys
 
+from avo_cli.errors import OutputError
+
 _quiet = False
 
 # CSI / OSC / other ESC sequences, then any remaining C0/C1 control except tab and newline.
@@ -46,10 +48,22 @@ def stderr_is_tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
+def require_stdout() -> None:
+    """Fail before doing anything when there is nowhere to print the result."""
+    if sys.stdout is None or sys.stdout.closed:
+        raise OutputError("stdout is closed: nowhere to print the result")
+
+
 def data(text: str) -> None:
     """Machine-readable output: ids, JSON. Always printed, never decorated."""
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    sys.stdout.flush()
+    require_stdout()
+    try:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader left: cli turns this into a quiet exit
+    except OSError as exc:
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
 
 def info(text: str) -> None:

@@ -26,7 +26,8 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def _line(job: ClaimedJob, status: str, seconds: float, detail: str) -> str:
-    line = f"{status:<10} {job.event_id[:8]}  {output.clean(job.source)}  {seconds:.2f}s"
+    source = " ".join(output.clean(job.source).split())  # one line per job, whatever the name
+    line = f"{status:<10} {job.event_id[:8]}  {source}  {seconds:.2f}s"
     if detail:
         line += f"  {' '.join(output.clean(detail).split())}"
     return line

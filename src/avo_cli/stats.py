@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from avo_cli.store.base import Store
+from avo_cli.store.base import Counts, Store
 
 
 def _totals(usage_json: str | None) -> tuple[int, int, int] | None:
@@ -34,12 +34,13 @@ def _totals(usage_json: str | None) -> tuple[int, int, int] | None:
         return None
 
 
-def collect(store: Store) -> dict[str, Any]:
+def collect(store: Store | None) -> dict[str, Any]:
+    """Totals over ``store``; ``None`` (no database yet) gives all zeros."""
     from avo_cli.pricing import cost
 
-    counts = store.counts()
+    counts = store.counts() if store is not None else Counts()
     models: dict[str, dict[str, Any]] = {}
-    for model, usage in store.usage_rows():
+    for model, usage in store.usage_rows() if store is not None else []:
         totals = _totals(usage)
         if totals is None or not totals[2]:
             continue  # offline engine or a reused result: no model calls

@@ -51,6 +51,8 @@ class WorkerOptions:
     handle_signals: bool = True  # False in a thread (avo serve --workers): use request_stop
     #: Stop once this says so (checked when idle); ``avo run`` waits for its own jobs only.
     stop_when: Callable[[], bool] | None = None
+    #: Claim only these event ids (``avo run``: its own jobs, never others' backlog).
+    only: list[str] | None = None
 
 
 class Reporter(Protocol):
@@ -168,13 +170,9 @@ class Worker:
             if len(self.inflight) >= limit:
                 await self._wait_any(None)
                 continue
-            job = self.store.claim(self.owner, self.opts.lease)
-            if job is not None and job.seq in self.inflight:
-                # Our own running job: its lease lapsed (heartbeats failing or late) and
-                # this claim renewed it. One task per job: never start a second beside it.
-                await self._wait_any(idle)
-                idle = min(idle * 2, IDLE_MAX)
-                continue
+            # The claim never returns a job this worker already runs (the store skips
+            # the owner's own lapsed leases), so each job has one task here.
+            job = self.store.claim(self.owner, self.opts.lease, self.opts.only)
             if job is not None:
                 claimed += 1
                 idle = IDLE_MIN

@@ -13,6 +13,7 @@ shared by several machines take "now" from the database server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,11 +119,14 @@ class Store(Protocol):
 
     # --- workers -----------------------------------------------------------
 
-    def claim(self, owner: str, lease: float) -> ClaimedJob | None:
+    def claim(
+        self, owner: str, lease: float, only: Sequence[str] | None = None
+    ) -> ClaimedJob | None:
         """Atomically take the oldest claimable job, or return None.
 
         Claimable: pending and due (``run_after`` passed), or processing with
-        an expired lease. Increments ``attempts``. FIFO by queue order.
+        another owner's expired lease. Increments ``attempts``. FIFO by queue
+        order. ``only`` restricts the claim to those event ids (``avo run``).
         """
         ...
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,9 @@ next AS (
       -- CASE, not OR: an OR of status tests steers the planner to a bitmap scan
       -- of every live job plus a sort; this way it walks jobs_queue in id order
       AND CASE WHEN jobs.status = 'pending' THEN jobs.run_after <= t.now
-               ELSE jobs.lease_expires < t.now AND jobs.lease_owner <> %(owner)s END
+               ELSE (jobs.lease_expires < t.now OR jobs.lease_expires IS NULL)
+                    AND jobs.lease_owner <> %(owner)s END
+      /*only*/
     ORDER BY jobs.id
     LIMIT 1
     FOR UPDATE OF jobs SKIP LOCKED
@@ -87,6 +89,11 @@ WHERE jobs.id = next.id
 RETURNING jobs.id, jobs.event_id, jobs.source, jobs.sha256, jobs.attempts,
           jobs.checkpoint, jobs.cancel_requested
 """
+#: ``avo run``: the same claim restricted to its own jobs (a separate statement, so the
+#: plan of the everyday claim never depends on a parameter that is almost always NULL).
+CLAIM_ONLY_SQL = CLAIM_SQL.replace("/*only*/", "AND jobs.event_id = ANY(%(only)s::text[])")
+CLAIM_SQL = CLAIM_SQL.replace("/*only*/", "")
+
 
 MISSING_DRIVER = (
     "a postgresql:// database needs the psycopg driver: pip install 'avo-cli[postgres]'"
@@ -285,11 +292,17 @@ class PostgresStore:
 
     # --- workers ------------------------------------------------------------
 
-    def claim(self, owner: str, lease: float) -> ClaimedJob | None:
+    def claim(
+        self, owner: str, lease: float, only: Sequence[str] | None = None
+    ) -> ClaimedJob | None:
         if not self._async_commit:  # this connection is a worker's from now on
             self._exec("SET synchronous_commit = off")
             self._async_commit = True
-        row = self._exec(CLAIM_SQL, {"owner": owner, "lease": lease}).fetchone()
+        if only is None:
+            row = self._exec(CLAIM_SQL, {"owner": owner, "lease": lease}).fetchone()
+        else:
+            params = {"owner": owner, "lease": lease, "only": list(only)}
+            row = self._exec(CLAIM_ONLY_SQL, params).fetchone()
         if row is None:
             return None
         return ClaimedJob(

@@ -7,6 +7,8 @@ write that still finds the database locked after the timeout is retried.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -43,7 +45,10 @@ WHERE id = (
     WHERE status IN ('pending', 'processing')
       AND ((status = 'pending' AND run_after <= :now)
            -- another worker's lapsed lease; our own lapsed jobs are still running here
-           OR (status = 'processing' AND lease_expires < :now AND lease_owner <> :owner))
+           OR (status = 'processing' AND lease_owner <> :owner
+               AND (lease_expires < :now OR lease_expires IS NULL)))
+      -- avo run: only its own jobs (a JSON array of event ids), never someone's backlog
+      AND (:only IS NULL OR event_id IN (SELECT value FROM json_each(:only)))
     ORDER BY id
     LIMIT 1
 )
@@ -146,10 +151,10 @@ class SQLiteStore:
         try:
             yield conn
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)  # SQLite may already have rolled back (disk full, I/O error)
             raise DatabaseError(_describe(exc, self.path)) from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         else:
             try:
@@ -240,11 +245,17 @@ class SQLiteStore:
 
     # --- workers ------------------------------------------------------------
 
-    def claim(self, owner: str, lease: float) -> ClaimedJob | None:
+    def claim(
+        self, owner: str, lease: float, only: Sequence[str] | None = None
+    ) -> ClaimedJob | None:
+        params = {
+            "owner": owner,
+            "now": time.time(),
+            "lease": lease,
+            "only": None if only is None else json.dumps(list(only)),
+        }
         with self._write() as conn:
-            row = conn.execute(
-                CLAIM_SQL, {"owner": owner, "now": time.time(), "lease": lease}
-            ).fetchone()
+            row = conn.execute(CLAIM_SQL, params).fetchone()
         if row is None:
             return None
         return ClaimedJob(
@@ -367,56 +378,59 @@ class SQLiteStore:
 
     # --- operators ----------------------------------------------------------
 
-    def _resolve_all(self, refs: list[str]) -> list[tuple[int, str, str, int]]:
-        out = []
+    def _resolve_all(self, refs: list[str]) -> list[tuple[int, str, str]]:
+        """(seq, event_id, status) per distinct job; call inside the write transaction
+        so the states checked are the states changed."""
+        seen: dict[str, tuple[int, str, str]] = {}
         for ref in refs:
             event_id = self.resolve(ref)
-            row = self._read(
-                "SELECT id, event_id, status, cancel_requested FROM jobs WHERE event_id = ?",
-                (event_id,),
-            )[0]
-            out.append((row[0], row[1], row[2], row[3]))
-        return out
+            if event_id not in seen:
+                row = self._read(
+                    "SELECT id, event_id, status FROM jobs WHERE event_id = ?", (event_id,)
+                )[0]
+                seen[event_id] = (row[0], row[1], row[2])
+        return list(seen.values())
 
     def retry(self, refs: list[str]) -> list[str]:
-        jobs = self._resolve_all(refs)
-        bad = [f"{e} is {s}" for _, e, s, _ in jobs if s not in ("failed", "cancelled")]
-        if bad:
-            raise WrongState("cannot retry: " + "; ".join(bad) + " (only failed or cancelled)")
         now = time.time()
         with self._write() as conn:
-            for seq, _, _, _ in jobs:
+            jobs = self._resolve_all(refs)
+            bad = [f"{e} is {s}" for _, e, s in jobs if s not in ("failed", "cancelled")]
+            if bad:
+                raise WrongState(
+                    "cannot retry: " + "; ".join(bad) + " (only failed or cancelled)"
+                )
+            for seq, _, _ in jobs:
                 conn.execute(
                     "UPDATE jobs SET status = 'pending', attempts = 0, run_after = 0, "
                     "error = NULL, cancel_requested = 0, finished_at = NULL, updated_at = ? "
-                    "WHERE id = ? AND status IN ('failed', 'cancelled')",
+                    "WHERE id = ?",
                     (now, seq),
                 )
-        return [e for _, e, _, _ in jobs]
+        return [e for _, e, _ in jobs]
 
     def cancel(self, refs: list[str]) -> list[tuple[str, str]]:
-        jobs = self._resolve_all(refs)
-        bad = [f"{e} is {s}" for _, e, s, _ in jobs if s in TERMINAL]
-        if bad:
-            raise WrongState("cannot cancel: " + "; ".join(bad))
         now = time.time()
         out: list[tuple[str, str]] = []
         with self._write() as conn:
-            for seq, event_id, _, _ in jobs:
-                cur = conn.execute(
-                    "UPDATE jobs SET status = 'cancelled', error = 'cancelled by request', "
-                    "finished_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
-                    (now, now, seq),
-                )
-                if cur.rowcount:
+            jobs = self._resolve_all(refs)
+            bad = [f"{e} is {s}" for _, e, s in jobs if s in TERMINAL]
+            if bad:
+                raise WrongState("cannot cancel: " + "; ".join(bad))
+            for seq, event_id, status in jobs:
+                if status == "pending":
+                    conn.execute(
+                        "UPDATE jobs SET status = 'cancelled', error = 'cancelled by request', "
+                        "finished_at = ?, updated_at = ? WHERE id = ?",
+                        (now, now, seq),
+                    )
                     out.append((event_id, "cancelled"))
-                    continue
-                conn.execute(
-                    "UPDATE jobs SET cancel_requested = 1, updated_at = ? "
-                    "WHERE id = ? AND status = 'processing'",
-                    (now, seq),
-                )
-                out.append((event_id, "cancelling"))
+                else:  # processing: the worker stops it at its next heartbeat
+                    conn.execute(
+                        "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                        (now, seq),
+                    )
+                    out.append((event_id, "cancelling"))
         return out
 
     def purge(self, older_than: float, statuses: list[str]) -> int:
@@ -436,6 +450,12 @@ class SQLiteStore:
                 conn.execute(f"DELETE FROM documents WHERE job_id IN ({qs})", chunk)
                 conn.execute(f"DELETE FROM jobs WHERE id IN ({qs})", chunk)
         return len(ids)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _row(r: Sequence[Any]) -> JobRow:
