@@ -124,6 +124,31 @@ def test_set_writes_private_file_atomically_and_keeps_comments(run_avo: Any) -> 
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp file left
 
 
+def test_set_and_unset_write_through_a_symlinked_config(run_avo: Any, tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "avo.toml"
+    real.write_text('# tracked in git\nengine = "local"\n', encoding="utf-8")
+    real.chmod(0o640)
+    link = config_path()
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    proc = run_avo("config", "set", "model", "gpt-4o")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert tomllib.loads(real.read_text(encoding="utf-8")) == {"engine": "local", "model": "gpt-4o"}
+    assert real.read_text(encoding="utf-8").startswith("# tracked in git\n")
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600  # narrowed to 0600, never widened
+    assert run_avo("config", "unset", "engine").returncode == 0
+    assert link.is_symlink()
+    assert tomllib.loads(real.read_text(encoding="utf-8")) == {"model": "gpt-4o"}
+    real.chmod(0o400)  # narrower than 0600: kept
+    assert run_avo("config", "set", "engine", "local").returncode == 0
+    assert link.is_symlink() and stat.S_IMODE(real.stat().st_mode) == 0o400
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["avo.toml"]  # no temp file left
+    assert [p.name for p in link.parent.iterdir()] == ["config.toml"]
+
+
 def test_unset_removes_the_key(run_avo: Any) -> None:
     path = write_config('model = "x"\nengine = "local"\n')
     proc = run_avo("config", "unset", "model")

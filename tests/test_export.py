@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from avo_cli.export import inline, to_markdown, write_atomic
+from avo_cli.export import inline, to_markdown
+from avo_cli.files import write_atomic
 from avo_cli.output import clean
 
 HOSTILE = [
@@ -208,6 +209,34 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.md"]
 
 
+def test_write_atomic_keeps_the_mode_and_caps_it(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o640)
+    write_atomic(target, "new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640 and target.read_text() == "new"
+    write_atomic(target, b"bytes", mode=0o600)  # a cap narrows...
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_bytes() == b"bytes"
+    target.chmod(0o400)
+    write_atomic(target, "x", mode=0o600)  # ...and never widens
+    assert stat.S_IMODE(target.stat().st_mode) == 0o400
+
+
+def test_write_atomic_through_symlinks_and_into_streams(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "target.md"
+    real.parent.mkdir()
+    chain = tmp_path / "a"
+    chain.symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(real)  # dangling until written: the target is created
+    write_atomic(chain, "one")
+    assert real.read_text() == "one" and chain.is_symlink() and (tmp_path / "b").is_symlink()
+    write_atomic(chain, "two")
+    assert real.read_text() == "two"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["target.md"]
+    write_atomic("/dev/null", "into the void")  # a device: written, not replaced
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
 # --- through the real CLI -------------------------------------------------------
 
 HOSTILE_DOC = """# Review [bold]rules[/]
@@ -273,3 +302,58 @@ def test_cli_export_unknown_format(run_avo: Any, done_job: str) -> None:
     proc = run_avo("export", done_job, "--format", "html")
     assert proc.returncode == 2
     assert proc.stderr == "avo: error: unknown format 'html': use one of md, json\n"
+
+
+# --- -o FILE: symlinks, modes, streams, failures ----------------------------------------
+
+
+def test_cli_export_writes_through_a_symlink_and_keeps_the_mode(
+    run_avo: Any, done_job: str, tmp_path: Path
+) -> None:
+    real_dir = tmp_path / "dotfiles"
+    real_dir.mkdir()
+    target = real_dir / "target.md"
+    target.write_text("stale", encoding="utf-8")
+    target.chmod(0o640)
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    proc = run_avo("-q", "export", done_job, "-o", str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text(encoding="utf-8") == run_avo("export", done_job).stdout
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    # the temporary file lived next to the target, and is gone
+    assert sorted(p.name for p in real_dir.iterdir()) == ["target.md"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".link")) == []
+
+
+def test_cli_export_to_dev_stdout_writes_the_stream(
+    run_avo: Any, done_job: str, tmp_path: Path
+) -> None:
+    expected = run_avo("export", done_job).stdout
+    # first a private link shaped like /dev/stdout: a regression replaces only this one
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    for out in (str(link), "/dev/fd/1", "/dev/stdout"):
+        proc = run_avo("-q", "export", done_job, "-o", out)
+        assert proc.returncode == 0, (out, proc.stderr)
+        assert proc.stdout == expected, out
+        assert Path(out).is_symlink(), out  # written through, not replaced by a file
+    assert os.readlink(link) == os.readlink("/dev/stdout") == "/proc/self/fd/1"
+
+
+def test_cli_export_to_a_fifo_writes_into_it(run_avo: Any, done_job: str, tmp_path: Path) -> None:
+    import threading
+
+    expected = run_avo("export", done_job).stdout.encode()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = run_avo("-q", "export", done_job, "-o", str(fifo), timeout=60)
+    reader.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert got == [expected]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pipe")) == []

@@ -702,7 +702,7 @@ def export(
     """Export a completed job's summary and checklist, ready for a PR template or an issue."""
     from avo_cli import config, output
     from avo_cli.errors import WrongState
-    from avo_cli.export import FORMATS, to_markdown, write_atomic
+    from avo_cli.export import FORMATS, to_markdown
     from avo_cli.jobview import dump_json, job_json
     from avo_cli.store import open_store
 
@@ -720,11 +720,10 @@ def export(
     if out_file is None or out_file == "-":
         output.data(text)
         return
-    from pathlib import Path
+    from avo_cli.files import write_atomic
 
-    target = Path(out_file)
     try:
-        write_atomic(target, text)
+        write_atomic(out_file, text)
     except OSError as exc:
         raise AvoError(f"cannot write {out_file}: {exc.strerror}", ExitCode.BAD_INPUT) from None
     output.info(f"wrote {out_file}")

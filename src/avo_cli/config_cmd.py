@@ -2,9 +2,9 @@
 
 The file is flat ``key = value`` TOML. ``set``/``unset`` edit it line by line
 so comments and anything else in it survive, check the result parses back to
-the intended value, and replace the file atomically with mode 0600 (it may
-hold an API key). No TOML writer dependency: the values are strings, ints,
-floats and bools.
+the intended value, and replace the file atomically (through a symlink, see
+``files.write_atomic``) with mode 0600 at most (it may hold an API key). No
+TOML writer dependency: the values are strings, ints, floats and bools.
 """
 
 from __future__ import annotations
@@ -104,11 +104,14 @@ def edit_text(text: str, key: str, value: Any | None) -> str:
 
 
 def update_file(key: str, value: Any | None, path: Path | None = None) -> Path:
-    """Set (or with None remove) one key in the config file, atomically, mode 0600."""
+    """Set (or with None remove) one key in the config file, atomically, mode 0600 at most.
+
+    A symlinked config file (dotfiles) is written through, never replaced.
+    """
     import tomllib
 
     from avo_cli.config import config_path, read_config_file
-    from avo_cli.export import write_atomic
+    from avo_cli.files import write_atomic
 
     path = path or config_path()
     read_config_file(path)  # refuses a file that does not parse

@@ -14,10 +14,7 @@ the text smuggled in.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from avo_cli.output import clean
@@ -73,28 +70,3 @@ def to_markdown(job: dict[str, Any]) -> str:
             lines.append(f"- [ ] {inline(item['text'])}{mark}")
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half.
-
-    A temporary file in the same directory is written, flushed to disk and
-    renamed over ``path``. ``mode`` defaults to 0666 minus the umask, like a
-    plain ``open``; pass 0o600 for a file that may hold a secret.
-    """
-    directory = path.parent if str(path.parent) else Path(".")
-    if mode is None:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
