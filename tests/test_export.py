@@ -357,3 +357,38 @@ def test_cli_export_to_a_fifo_writes_into_it(run_avo: Any, done_job: str, tmp_pa
     assert got == [expected]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pipe")) == []
+
+
+@pytest.mark.parametrize("where", ["missing/dir/out.md", "a_file/out.md", "."])
+def test_cli_export_unwritable_path_exits_11(
+    run_avo: Any, done_job: str, tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    out = str(tmp_path / where)
+    proc = run_avo("export", done_job, "-o", out)
+    assert proc.returncode == 11, proc.stderr
+    assert proc.stderr.startswith(f"avo: error: cannot write {out}: ")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_cli_export_read_only_directory_exits_11(
+    run_avo: Any, done_job: str, tmp_path: Path
+) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        proc = run_avo("export", done_job, "-o", str(ro / "out.md"))
+    finally:
+        ro.chmod(0o700)
+    assert proc.returncode == 11
+    assert proc.stderr.count("\n") == 1 and "Permission denied" in proc.stderr
+
+
+def test_cli_export_empty_output_path_is_usage(run_avo: Any, done_job: str) -> None:
+    proc = run_avo("export", done_job, "-o", "")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("avo: error: ") and proc.stderr.count("\n") == 1
+    assert proc.stdout == ""

@@ -701,13 +701,15 @@ def export(
 ) -> None:
     """Export a completed job's summary and checklist, ready for a PR template or an issue."""
     from avo_cli import config, output
-    from avo_cli.errors import WrongState
+    from avo_cli.errors import OutputError, WrongState
     from avo_cli.export import FORMATS, to_markdown
     from avo_cli.jobview import dump_json, job_json
     from avo_cli.store import open_store
 
     if fmt not in FORMATS:
         raise AvoError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", ExitCode.USAGE)
+    if out_file == "":
+        raise AvoError("empty --output path: name a file, or - for stdout", ExitCode.USAGE)
     store = open_store(config.db_location(db), create=False)
     try:
         row = store.get(job_id)
@@ -725,7 +727,7 @@ def export(
     try:
         write_atomic(out_file, text)
     except OSError as exc:
-        raise AvoError(f"cannot write {out_file}: {exc.strerror}", ExitCode.BAD_INPUT) from None
+        raise OutputError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     output.info(f"wrote {out_file}")
 
 
