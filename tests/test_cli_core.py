@@ -375,3 +375,137 @@ def test_in_process_runner_takes_the_same_error_path(cli, tmp_path):
     result = cli("submit", str(tmp_path / "missing.md"))
     assert result.exit_code == 3
     assert "no such file" in result.output
+
+
+# --- found in review: each of these once misbehaved -------------------------------------
+
+
+def test_run_claims_only_its_own_jobs(run_avo: RunAvo, doc):
+    backlog = submit_ids(run_avo("submit", str(doc(GUIDE, "old1.md")), str(doc(GUIDE, "old2.md"))))
+    proc = run_avo("run", str(doc(GUIDE + "\nMine.\n", "mine.md")))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+    assert [status_json(run_avo, i)["status"] for i in backlog] == ["pending", "pending"]
+
+
+def test_closed_stdin_is_bad_input(run_avo: RunAvo, db_path: Path):
+    import subprocess
+
+    from conftest import avo_cmd
+
+    proc = subprocess.run(
+        [*avo_cmd("submit", "-")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        close_fds=True,
+        preexec_fn=lambda: __import__("os").close(0),
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("avo: error: stdin (-) is closed")
+    assert job_count(db_path) == 0
+
+
+def test_closed_stdout_queues_nothing(doc, db_path: Path):
+    import os
+    import subprocess
+
+    from conftest import avo_cmd
+
+    proc = subprocess.run(
+        avo_cmd("submit", str(doc(GUIDE))),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert proc.returncode == 11, proc.stderr
+    assert "stdout is closed" in proc.stderr and "Traceback" not in proc.stderr
+    assert job_count(db_path) == 0
+
+
+def test_full_stdout_says_the_jobs_were_queued(doc, db_path: Path):
+    import subprocess
+
+    from conftest import avo_cmd
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            avo_cmd("submit", str(doc(GUIDE))), stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert proc.returncode == 11
+    assert proc.stderr.count("\n") == 1 and "1 job(s) queued" in proc.stderr
+    assert job_count(db_path) == 1
+
+
+def test_sigint_while_reading_stdin_is_one_line_130(db_path: Path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import avo_cmd
+
+    proc = subprocess.Popen(
+        avo_cmd("submit", "-"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # let it start and block on stdin
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err == "avo: error: interrupted\n"
+    assert job_count(db_path) == 0
+
+
+def test_broken_pipe_is_quiet(run_avo: RunAvo, doc):
+    import os
+    import subprocess
+
+    from conftest import avo_cmd
+
+    run_avo("submit", str(doc(GUIDE)), check=True)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before avo writes: EPIPE on the first write
+    try:
+        proc = subprocess.run(
+            avo_cmd("list", "--json"), stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_lease_is_refused(run_avo: RunAvo, value):
+    proc = run_avo("work", env={"AVO_LEASE": value})
+    assert proc.returncode == 10 and "finite" in proc.stderr
+
+
+def test_oversize_message_gives_the_real_size(run_avo: RunAvo, tmp_path: Path, db_path):
+    path = tmp_path / "big.md"
+    path.write_bytes(b"# Big\n\n" + b"x" * 5000)
+    proc = run_avo("submit", str(path), env={"AVO_MAX_BYTES": "1024"})
+    _assert_rejected(proc, 3, "document is 4.9 KiB, over the 1.0 KiB limit", db_path)
+
+
+def test_repeated_ids_are_cancelled_once(run_avo: RunAvo, doc):
+    (event_id,) = submit_ids(run_avo("submit", str(doc(GUIDE))))
+    proc = run_avo("cancel", "--json", event_id, event_id[:8])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"event_id": event_id, "status": "cancelled"}]
+
+
+def test_log_line_stays_one_line_for_odd_file_names(run_avo: RunAvo, doc):
+    run_avo("submit", str(doc(GUIDE, "two\nlines \x1b[31mred.md")), check=True)
+    proc = run_avo("work")
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("completed")]
+    assert len(lines) == 1 and "two lines" in lines[0] and "\x1b" not in proc.stderr
+
+
+def test_stats_on_a_fresh_machine_creates_nothing(run_avo: RunAvo, db_path: Path):
+    proc = run_avo("stats")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["jobs"]["total"] == 0
+    assert not db_path.exists()

@@ -18,7 +18,7 @@ from typer import _click
 from typer.core import TyperGroup
 
 from avo_cli import __version__
-from avo_cli.errors import EXIT_CODE_HELP, AvoError, ExitCode
+from avo_cli.errors import EXIT_CODE_HELP, AvoError, ExitCode, OutputError
 
 if TYPE_CHECKING:
     from avo_cli.config import Settings
@@ -103,15 +103,23 @@ class AvoGroup(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: _click.Context) -> object:
+        from avo_cli import output
+
         try:
             return super().invoke(ctx)
         except AvoError as exc:
             if os.environ.get("AVO_RAISE_ERRORS"):
                 raise
-            from avo_cli import output
-
             output.error(exc.message)
             ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            # Caught here, before typer's own handler turns it into a silent exit.
+            output.error("interrupted")
+            ctx.exit(int(ExitCode.INTERRUPTED))
+        except BrokenPipeError:
+            # The reader (head, a closed pipe) went away after taking what it wanted.
+            _silence_stdout()
+            ctx.exit(int(ExitCode.OK))
 
 
 # "\b" keeps click from rewrapping the paragraph that follows: one code per line.
@@ -182,6 +190,7 @@ def submit(
     from avo_cli.documents import load_documents
     from avo_cli.store import open_store
 
+    output.require_stdout()  # ids nobody can read would leave orphan jobs
     max_bytes = _max_bytes()
     jobs = load_documents(files, max_bytes)
     store = open_store(config.db_location(db))
@@ -189,9 +198,13 @@ def submit(
     if json_out:
         from avo_cli.jobview import dump_json
 
-        output.data(dump_json([{"event_id": j.event_id, "source": j.source} for j in jobs]))
+        text = dump_json([{"event_id": j.event_id, "source": j.source} for j in jobs])
     else:
-        output.data("\n".join(j.event_id for j in jobs))
+        text = "\n".join(j.event_id for j in jobs)
+    try:
+        output.data(text)
+    except OutputError as exc:
+        raise OutputError(f"{len(jobs)} job(s) queued, but {exc.message}") from None
 
 
 def _max_bytes() -> int:
@@ -310,6 +323,7 @@ def _drain(
     grace: float = 30.0,
     stop_when: Callable[[], bool] | None = None,
     engine: Engine | None = None,
+    only: list[str] | None = None,
 ) -> ExitCode:
     """Run one worker over the configured store until the queue is drained."""
     from avo_cli.engines import load_engine
@@ -328,6 +342,7 @@ def _drain(
         max_attempts=settings.max_attempts,
         cache=settings.cache,
         stop_when=stop_when,
+        only=only,
     )
     try:
         return Worker(store, eng, options, make_reporter()).run()
@@ -391,7 +406,7 @@ def run(
                 waiting.pop(0)
             return not waiting
 
-        code = _drain(settings, stop_when=ours_done, engine=eng)
+        code = _drain(settings, stop_when=ours_done, engine=eng, only=list(waiting))
         rows = [store.get(j.event_id) for j in jobs]
     finally:
         store.close()
@@ -775,15 +790,20 @@ def migrate(json_out: JsonOption = False, db: DbOption = None) -> None:
 def stats(json_out: JsonOption = False, db: DbOption = None) -> None:
     """Totals: jobs per status, tokens and cost of every model call recorded."""
     from avo_cli import config, output
+    from avo_cli.errors import NotFound
     from avo_cli.jobview import dump_json
     from avo_cli.stats import collect, lines
     from avo_cli.store import open_store
 
-    store = open_store(config.db_location(db))
+    try:
+        store = open_store(config.db_location(db), create=False)
+    except NotFound:
+        store = None  # no database yet: nothing queued, nothing spent
     try:
         totals = collect(store)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if json_out or not output.stdout_is_tty():
         output.data(dump_json(totals))
     else:
@@ -791,7 +811,8 @@ def stats(json_out: JsonOption = False, db: DbOption = None) -> None:
 
 
 def main() -> None:
-    """Console entry point: the one place errors become messages and exit codes."""
+    """Console entry point. ``AvoGroup.invoke`` maps errors inside commands; this
+    catches what happens outside them (option callbacks, start-up)."""
     from avo_cli import output
 
     try:
@@ -805,7 +826,14 @@ def main() -> None:
         output.error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except BrokenPipeError:
-        # The reader (head, a closed pipe) went away: not an error worth a traceback.
+        _silence_stdout()
+        sys.exit(int(ExitCode.OK))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(int(ExitCode.OK))
+    except (OSError, AttributeError, ValueError):
+        pass
