@@ -509,3 +509,11 @@ def test_stats_on_a_fresh_machine_creates_nothing(run_avo: RunAvo, db_path: Path
     proc = run_avo("stats")
     assert proc.returncode == 0 and json.loads(proc.stdout)["jobs"]["total"] == 0
     assert not db_path.exists()
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "dir"])
+def test_database_that_is_not_a_regular_file(run_avo: RunAvo, doc, tmp_path: Path, target):
+    path = "/dev/null" if target == "/dev/null" else str(tmp_path)
+    proc = run_avo("submit", "--db", path, str(doc(GUIDE)))
+    assert proc.returncode == 6 and "not a regular file" in proc.stderr
+    assert not Path("/dev/null-journal").exists()

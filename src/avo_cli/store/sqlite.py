@@ -99,6 +99,9 @@ class SQLiteStore:
             if not create:
                 raise NotFound(f"no database at {path}: submit a document first")
             _create_private_file(p)
+        elif path != ":memory:" and not p.is_file():
+            # A device or directory: SQLite would write a journal next to it (/dev/null-journal).
+            raise DatabaseError(f"database {path} is not a regular file")
         try:
             conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
