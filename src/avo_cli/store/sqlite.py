@@ -414,9 +414,7 @@ class SQLiteStore:
             jobs = self._resolve_all(refs)
             bad = [f"{e} is {s}" for _, e, s in jobs if s not in ("failed", "cancelled")]
             if bad:
-                raise WrongState(
-                    "cannot retry: " + "; ".join(bad) + " (only failed or cancelled)"
-                )
+                raise WrongState("cannot retry: " + "; ".join(bad) + " (only failed or cancelled)")
             for seq, _, _ in jobs:
                 conn.execute(
                     "UPDATE jobs SET status = 'pending', attempts = 0, run_after = 0, "
