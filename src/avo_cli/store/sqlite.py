@@ -203,8 +203,8 @@ class SQLiteStore:
     # --- clients ------------------------------------------------------------
 
     def enqueue(self, jobs: list[NewJob]) -> None:
-        now = time.time()
         with self._write(durable=True) as conn:
+            now = time.time()  # under the write lock, so timestamps follow commit order
             for job in jobs:
                 cur = conn.execute(
                     "INSERT INTO jobs (event_id, status, source, size, sha256, attempts, "
@@ -267,11 +267,11 @@ class SQLiteStore:
     ) -> ClaimedJob | None:
         params = {
             "owner": owner,
-            "now": time.time(),
             "lease": lease,
             "only": None if only is None else json.dumps(list(only)),
         }
         with self._write() as conn:
+            params["now"] = time.time()  # under the write lock: started_at follows claim order
             row = conn.execute(CLAIM_SQL, params).fetchone()
         if row is None:
             return None
@@ -294,9 +294,9 @@ class SQLiteStore:
     def heartbeat(self, owner: str, lease: float, seqs: list[int]) -> Heartbeat:
         if not seqs:
             return Heartbeat(set(), set())
-        now = time.time()
         marks = ",".join("?" * len(seqs))
         with self._write() as conn:
+            now = time.time()  # under the write lock, so timestamps follow commit order
             rows = conn.execute(
                 f"UPDATE jobs SET lease_expires = ? WHERE status = 'processing' "
                 f"AND lease_owner = ? AND id IN ({marks}) RETURNING id, cancel_requested",
@@ -305,8 +305,9 @@ class SQLiteStore:
         return Heartbeat(alive={r[0] for r in rows}, cancel={r[0] for r in rows if r[1]})
 
     def _owned_update(self, seq: int, owner: str, assignments: str, params: dict[str, Any]) -> bool:
-        params = {**params, "seq": seq, "owner": owner, "now": time.time()}
+        params = {**params, "seq": seq, "owner": owner}
         with self._write() as conn:
+            params["now"] = time.time()
             cur = conn.execute(
                 f"UPDATE jobs SET {assignments}, updated_at = :now "
                 "WHERE id = :seq AND status = 'processing' AND lease_owner = :owner",
@@ -409,8 +410,8 @@ class SQLiteStore:
         return list(seen.values())
 
     def retry(self, refs: list[str]) -> list[str]:
-        now = time.time()
         with self._write(durable=True) as conn:
+            now = time.time()  # under the write lock, so timestamps follow commit order
             jobs = self._resolve_all(refs)
             bad = [f"{e} is {s}" for _, e, s in jobs if s not in ("failed", "cancelled")]
             if bad:
@@ -425,9 +426,9 @@ class SQLiteStore:
         return [e for _, e, _ in jobs]
 
     def cancel(self, refs: list[str]) -> list[tuple[str, str]]:
-        now = time.time()
         out: list[tuple[str, str]] = []
         with self._write(durable=True) as conn:
+            now = time.time()  # under the write lock, so timestamps follow commit order
             jobs = self._resolve_all(refs)
             bad = [f"{e} is {s}" for _, e, s in jobs if s in TERMINAL]
             if bad:
