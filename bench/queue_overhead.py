@@ -87,7 +87,9 @@ def sqlite_floor(db: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
     while True:
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(CLAIM_SQL, {"owner": "bare", "now": time.time(), "lease": 60}).fetchone()
+        row = conn.execute(
+            CLAIM_SQL, {"owner": "bare", "now": time.time(), "lease": 60, "only": None}
+        ).fetchone()
         conn.execute("COMMIT")
         if row is None:
             break
@@ -192,7 +194,7 @@ def query_plans(db: Path) -> dict[str, str]:
     conn = sqlite3.connect(str(db))
     plans = {}
     for name, sql, params in (
-        ("claim", CLAIM_SQL, {"owner": "x", "now": 0.0, "lease": 1.0}),
+        ("claim", CLAIM_SQL, {"owner": "x", "now": 0.0, "lease": 1.0, "only": None}),
         ("status by id", "SELECT id FROM jobs WHERE event_id = ?", ("x",)),
         ("status by prefix", "SELECT event_id FROM jobs WHERE event_id >= ? AND event_id < ?",
          ("a", "b")),

@@ -47,13 +47,18 @@ WHERE id = (
            -- another worker's lapsed lease; our own lapsed jobs are still running here
            OR (status = 'processing' AND lease_owner <> :owner
                AND (lease_expires < :now OR lease_expires IS NULL)))
-      -- avo run: only its own jobs (a JSON array of event ids), never someone's backlog
-      AND (:only IS NULL OR event_id IN (SELECT value FROM json_each(:only)))
+      /*only*/
     ORDER BY id
     LIMIT 1
 )
 RETURNING id, event_id, source, sha256, attempts, checkpoint, cancel_requested
 """
+#: ``avo run``: the same claim restricted to its own jobs (a JSON array of event ids),
+#: so it never drains someone else's backlog; the everyday claim stays as it was.
+CLAIM_ONLY_SQL = CLAIM_SQL.replace(
+    "/*only*/", "AND event_id IN (SELECT value FROM json_each(:only))"
+)
+CLAIM_SQL = CLAIM_SQL.replace("/*only*/", "")
 
 
 def _describe(exc: sqlite3.Error, path: str) -> str:
@@ -265,14 +270,14 @@ class SQLiteStore:
     def claim(
         self, owner: str, lease: float, only: Sequence[str] | None = None
     ) -> ClaimedJob | None:
-        params = {
-            "owner": owner,
-            "lease": lease,
-            "only": None if only is None else json.dumps(list(only)),
-        }
+        params: dict[str, Any] = {"owner": owner, "lease": lease}
+        sql = CLAIM_SQL
+        if only is not None:
+            params["only"] = json.dumps(list(only))
+            sql = CLAIM_ONLY_SQL
         with self._write() as conn:
             params["now"] = time.time()  # under the write lock: started_at follows claim order
-            row = conn.execute(CLAIM_SQL, params).fetchone()
+            row = conn.execute(sql, params).fetchone()
         if row is None:
             return None
         return ClaimedJob(
