@@ -10,7 +10,7 @@ import pytest
 
 from avo_cli.pricing import cost
 from conftest import RunAvo, submit_ids
-from fake_openai import FakeOpenAI, Reply
+from fake_openai import FakeOpenAI, Reply, error, ok
 
 KEY = "sk-test-stats-0123456789"
 DOC = "# Guide\n\n## Review\n- You must get one approval.\n- Keep changes small.\n"
@@ -88,3 +88,21 @@ def test_unpriced_model_is_never_zero_dollars(
     details = json.loads(run_avo("status", event_id, "-v", "--json").stdout)["details"]
     assert details["cost_usd"] is None and details["usage"]["total"]["calls"] == 2
     assert KEY not in run_avo("stats").stdout
+
+
+def test_a_failed_job_still_counts_what_it_spent(
+    run_avo: RunAvo, doc: Callable[..., Path], server: FakeOpenAI
+):
+    (event_id,) = submit_ids(run_avo("submit", str(doc(DOC))))
+    server.push(ok(), error(403, "stage 2 is forbidden"))  # stage 1 answers, stage 2 fails
+    proc = run_avo(
+        "work", "--engine", "openai", "--base-url", server.url, env={"OPENAI_API_KEY": KEY}
+    )
+    assert proc.returncode == 0, proc.stderr
+    details = json.loads(run_avo("status", event_id, "-v", "--json").stdout)["details"]
+    assert details["usage"]["total"]["calls"] == 1
+    assert details["model"] == "gpt-4o-mini" and details["cost_usd"] > 0
+    stats = _stats(run_avo)
+    assert stats["jobs"]["failed"] == 1
+    assert stats["tokens"]["calls"] == 1
+    assert stats["models"][0]["model"] == "gpt-4o-mini"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avo_cli.engines.base import Document, Engine, SummaryDraft, Usage
-from avo_cli.errors import PermanentJobError
+from avo_cli.errors import JobError, PermanentJobError
 
 MAX_KEY_POINTS = 7
 
@@ -95,8 +95,26 @@ async def run_chain(
     checkpoint: str | None,
     save_checkpoint: Callable[[str], None] | None,
 ) -> ChainOutcome:
-    """Run stage 1 (unless checkpointed) and stage 2; return the result JSON."""
+    """Run stage 1 (unless checkpointed) and stage 2; return the result JSON.
+
+    A ``JobError`` leaves with ``usage`` set to what the finished stages spent, so a
+    failed job's cost is still recorded.
+    """
     usage: dict[str, Any] = {}
+    try:
+        return await _run_stages(engine, doc, checkpoint, save_checkpoint, usage)
+    except JobError as exc:
+        exc.usage = usage
+        raise
+
+
+async def _run_stages(
+    engine: Engine,
+    doc: Document,
+    checkpoint: str | None,
+    save_checkpoint: Callable[[str], None] | None,
+    usage: dict[str, Any],
+) -> ChainOutcome:
     summary: SummaryDraft | None = None
     if checkpoint:
         try:

@@ -8,6 +8,7 @@ to get the traceback instead, for debugging.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -107,6 +108,8 @@ class JobError(Exception):
     """A job-level failure. ``transient`` decides between retry and fail."""
 
     transient = False
+    #: Tokens the chain had spent on this job when it failed (set by ``chain.run_chain``).
+    usage: dict[str, Any] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -348,7 +348,11 @@ class Worker:
             msg = exc.message
             if exc.transient:
                 msg = f"{msg} (gave up after {job.attempts} attempts)"
-            return ("failed" if self._write(self.store.fail, job, msg) else "lost"), msg
+            spent = None
+            if exc.usage:  # stages that finished before the failure still cost money
+                spent = json.dumps({**exc.usage, "total": total_usage(exc.usage).as_dict()})
+            ok = self._write(self.store.fail, job, msg, spent, self.engine.model)
+            return ("failed" if ok else "lost"), msg
         usage = outcome.usage
         usage["total"] = total_usage(usage).as_dict()
         ok = self._write(

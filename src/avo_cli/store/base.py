@@ -155,8 +155,16 @@ class Store(Protocol):
         """Mark completed with its result; False (and no write) if the lease was lost."""
         ...
 
-    def fail(self, seq: int, owner: str, message: str, usage: str | None = None) -> bool:
-        """Mark failed with a one-line reason; False if the lease was lost."""
+    def fail(
+        self,
+        seq: int,
+        owner: str,
+        message: str,
+        usage: str | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """Mark failed with a one-line reason (and what the attempt spent, on which
+        model, when known); False if the lease was lost."""
         ...
 
     def retry_later(self, seq: int, owner: str, delay: float, message: str) -> bool:

@@ -369,13 +369,21 @@ class PostgresStore:
             {"result": result, "usage": usage, "engine": engine, "model": model, "ck": cache_key},
         )
 
-    def fail(self, seq: int, owner: str, message: str, usage: str | None = None) -> bool:
+    def fail(
+        self,
+        seq: int,
+        owner: str,
+        message: str,
+        usage: str | None = None,
+        model: str | None = None,
+    ) -> bool:
         return self._owned_update(
             seq,
             owner,
             "status = 'failed', error = %(msg)s, usage = coalesce(%(usage)s, usage), "
+            "model = coalesce(%(model)s, model), "
             "lease_owner = NULL, lease_expires = NULL, finished_at = t.now",
-            {"msg": message, "usage": usage},
+            {"msg": message, "usage": usage, "model": model},
         )
 
     def retry_later(self, seq: int, owner: str, delay: float, message: str) -> bool:

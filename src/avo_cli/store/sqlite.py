@@ -342,13 +342,21 @@ class SQLiteStore:
             {"result": result, "usage": usage, "engine": engine, "model": model, "ck": cache_key},
         )
 
-    def fail(self, seq: int, owner: str, message: str, usage: str | None = None) -> bool:
+    def fail(
+        self,
+        seq: int,
+        owner: str,
+        message: str,
+        usage: str | None = None,
+        model: str | None = None,
+    ) -> bool:
         return self._owned_update(
             seq,
             owner,
             "status = 'failed', error = :msg, usage = coalesce(:usage, usage), "
+            "model = coalesce(:model, model), "
             "lease_owner = NULL, lease_expires = NULL, finished_at = :now",
-            {"msg": message, "usage": usage},
+            {"msg": message, "usage": usage, "model": model},
         )
 
     def retry_later(self, seq: int, owner: str, delay: float, message: str) -> bool:
