@@ -106,3 +106,21 @@ def test_a_failed_job_still_counts_what_it_spent(
     assert stats["jobs"]["failed"] == 1
     assert stats["tokens"]["calls"] == 1
     assert stats["models"][0]["model"] == "gpt-4o-mini"
+
+
+def test_unreadable_usage_is_shown_as_unknown_not_a_traceback(
+    run_avo: RunAvo, doc: Callable[..., Path], db_path: Path
+):
+    import sqlite3
+
+    (event_id,) = submit_ids(run_avo("submit", str(doc(DOC))))
+    run_avo("work", check=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE jobs SET model = 'gpt-4o-mini', usage = ?",
+            ('{"total": {"prompt_tokens": "many", "calls": [1]}}',),
+        )
+    proc = run_avo("status", event_id, "-v", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["details"]["cost_usd"] is None
+    assert _stats(run_avo)["tokens"]["calls"] == 0

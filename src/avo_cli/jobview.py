@@ -98,17 +98,43 @@ def verbose_details(row: JobRow) -> dict[str, Any]:
         "started_at": iso(row.started_at) if row.started_at else None,
         "finished_at": iso(row.finished_at) if row.finished_at else None,
         "usage": usage,
-        "cost_usd": _cost(row.model, usage),
+        "cost_usd": _rounded(job_cost(row.model, usage_totals(usage))),
     }
     return details
 
 
-def _cost(model: str | None, usage: Any) -> float | None:
-    """Dollar cost of a job's model calls; None when unpriced or nothing was called."""
+def usage_totals(usage: Any) -> tuple[int, int, int] | None:
+    """(prompt tokens, completion tokens, calls) of a job's recorded usage.
+
+    Takes the stored JSON text or its parsed form; None when absent or unreadable.
+    The one reader of ``usage.total`` for status, the terminal view and ``avo stats``.
+    """
+    if isinstance(usage, str):
+        try:
+            usage = json.loads(usage)
+        except ValueError:
+            return None
     total = usage.get("total") if isinstance(usage, dict) else None
-    if not model or not isinstance(total, dict) or not total.get("calls"):
+    if not isinstance(total, dict):
+        return None
+    try:
+        return (
+            int(total.get("prompt_tokens", 0)),
+            int(total.get("completion_tokens", 0)),
+            int(total.get("calls", 0)),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def job_cost(model: str | None, totals: tuple[int, int, int] | None) -> float | None:
+    """Dollar cost of a job's model calls; None when unpriced or nothing was called."""
+    if not model or totals is None or not totals[2]:
         return None
     from avo_cli.pricing import cost
 
-    price = cost(model, int(total.get("prompt_tokens", 0)), int(total.get("completion_tokens", 0)))
+    return cost(model, totals[0], totals[1])
+
+
+def _rounded(price: float | None) -> float | None:
     return None if price is None else round(price, 6)

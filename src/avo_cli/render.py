@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from avo_cli.jobview import job_json
+from avo_cli.jobview import job_cost, job_json, usage_totals
 from avo_cli.output import clean
 from avo_cli.store.base import JobRow
 
@@ -73,18 +73,14 @@ def usage_line(row: JobRow) -> str | None:
         return None
     if usage.get("cached"):
         return "tokens: none (reused the result of an identical document)"
-    total = usage.get("total")
-    if not isinstance(total, dict):
+    totals = usage_totals(usage)
+    if totals is None:
         return None
-    prompt = int(total.get("prompt_tokens", 0))
-    completion = int(total.get("completion_tokens", 0))
-    calls = int(total.get("calls", 0))
+    prompt, completion, calls = totals
     if not calls:
         return "tokens: none (no model calls)"
     line = f"tokens: {prompt:,} in / {completion:,} out ({calls} call{'s' if calls != 1 else ''})"
-    from avo_cli.pricing import cost
-
-    price = cost(row.model, prompt, completion) if row.model else None
+    price = job_cost(row.model, totals)
     if price is None:
         line += " · cost: unpriced"
     else:

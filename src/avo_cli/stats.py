@@ -7,31 +7,10 @@ left out of the dollar total, which then says it is partial: unknown is not $0.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from avo_cli.jobview import usage_totals
 from avo_cli.store.base import Counts, Store
-
-
-def _totals(usage_json: str | None) -> tuple[int, int, int] | None:
-    """(prompt, completion, calls) of one job; None for reused or unreadable usage."""
-    if not usage_json:
-        return None
-    try:
-        usage = json.loads(usage_json)
-    except ValueError:
-        return None
-    total = usage.get("total") if isinstance(usage, dict) else None
-    if not isinstance(total, dict):
-        return None
-    try:
-        return (
-            int(total.get("prompt_tokens", 0)),
-            int(total.get("completion_tokens", 0)),
-            int(total.get("calls", 0)),
-        )
-    except (TypeError, ValueError):
-        return None
 
 
 def collect(store: Store | None) -> dict[str, Any]:
@@ -41,7 +20,7 @@ def collect(store: Store | None) -> dict[str, Any]:
     counts = store.counts() if store is not None else Counts()
     models: dict[str, dict[str, Any]] = {}
     for model, usage in store.usage_rows() if store is not None else []:
-        totals = _totals(usage)
+        totals = usage_totals(usage)
         if totals is None or not totals[2]:
             continue  # offline engine or a reused result: no model calls
         name = model or "unknown"
