@@ -179,3 +179,43 @@ def test_worker_runs_jobs_concurrently(
     assert drain, proc.stderr
     # 80 calls x 0.5 s / 20 = 2 s ideal; serialised it would be 40 s
     assert float(drain[-1]) < 10, proc.stderr
+
+
+def test_fast_exit_keeps_every_line_and_the_exit_code(
+    tmp_path: Path, doc: Callable[..., Path], server: FakeOpenAI
+) -> None:
+    """Once openai is loaded the CLI skips interpreter teardown (os._exit): stdout to a
+    block-buffered file must still hold every job, and the exit code must be kept."""
+    import os
+    import subprocess
+
+    from conftest import avo_cmd
+
+    files = [str(doc(DOC + f"\n- Rule number {i}.\n", f"d{i}.md")) for i in range(30)]
+    server.push(*[ok()] * 58, error(400, "bad request"))  # the last call fails for good
+    marker = tmp_path / "teardown-ran"
+    # an atexit handler that only a normal interpreter exit would run
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, pathlib\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(hook)}
+    out = tmp_path / "out.jsonl"
+    with out.open("w") as fh:
+        proc = subprocess.run(
+            avo_cmd("run", *files, "--engine", "openai", "--base-url", server.url),
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert proc.returncode == 1, proc.stderr  # one job failed: avo run exits 1
+    lines = out.read_text().splitlines()
+    assert len(lines) == 30
+    statuses = sorted(json.loads(line)["status"] for line in lines)
+    assert statuses == ["completed"] * 29 + ["failed"]
+    assert not marker.exists(), "interpreter teardown ran: the fast exit was not taken"
+    assert "Traceback" not in proc.stderr
