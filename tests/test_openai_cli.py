@@ -198,8 +198,7 @@ def test_fast_exit_keeps_every_line_and_the_exit_code(
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
-        "import atexit, pathlib\n"
-        f"atexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+        f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
     )
     env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(hook)}
     out = tmp_path / "out.jsonl"
