@@ -8,12 +8,21 @@ contract (empty items and categories dropped, text trimmed).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from avo_cli.engines.base import Document, Engine, SummaryDraft, Usage
+from avo_cli.engines.base import (
+    ChunkedChecklist,
+    Document,
+    Engine,
+    StageResult,
+    SummaryDraft,
+    Usage,
+)
 from avo_cli.errors import JobError, PermanentJobError
 
 MAX_KEY_POINTS = 7
@@ -123,21 +132,69 @@ async def _run_stages(
             usage["summary_from_checkpoint"] = True
         except (ValueError, KeyError, TypeError, PermanentJobError):
             summary = None  # a damaged checkpoint costs one stage-1 call, nothing more
-    if summary is None:
-        stage1 = await engine.summarize(doc)
-        summary = normalise_summary(stage1.draft)
-        usage["summary"] = stage1.usage.as_dict()
-        if engine.checkpoints and save_checkpoint is not None:
-            save_checkpoint(
-                json.dumps({"summary": summary, "usage": usage["summary"]}, ensure_ascii=False)
-            )
-    stage2 = await engine.checklist(doc, summary)
+    if summary is not None:
+        stage2 = await engine.checklist(doc, summary)
+    elif getattr(engine, "checklist_without_summary", _never)(doc):
+        chunked = cast(ChunkedChecklist, engine)
+        summary, stage2 = await _both_at_once(chunked, engine, doc, save_checkpoint, usage)
+    else:
+        summary = await _stage_one(engine, doc, save_checkpoint, usage)
+        stage2 = await engine.checklist(doc, summary)
     usage["checklist"] = stage2.usage.as_dict()
     result = {
         "summary": build_summary(summary, engine),
         "checklist": build_checklist(stage2.draft, engine),
     }
     return ChainOutcome(result=result, usage=usage)
+
+
+async def _stage_one(
+    engine: Engine,
+    doc: Document,
+    save_checkpoint: Callable[[str], None] | None,
+    usage: dict[str, Any],
+) -> SummaryDraft:
+    stage1 = await engine.summarize(doc)
+    summary = normalise_summary(stage1.draft)
+    usage["summary"] = stage1.usage.as_dict()
+    if engine.checkpoints and save_checkpoint is not None:
+        save_checkpoint(
+            json.dumps({"summary": summary, "usage": usage["summary"]}, ensure_ascii=False)
+        )
+    return summary
+
+
+def _never(doc: Document) -> bool:
+    return False
+
+
+async def _both_at_once(
+    chunked: ChunkedChecklist,
+    engine: Engine,
+    doc: Document,
+    save_checkpoint: Callable[[str], None] | None,
+    usage: dict[str, Any],
+) -> tuple[SummaryDraft, StageResult]:
+    """Stage 1 and a summary-free stage 2 concurrently; the first failure stops both.
+
+    Stage 1 starts first so its calls queue for the engine's request slots ahead
+    of the checklist's; its checkpoint is still saved the moment it is done.
+    """
+    stage1 = asyncio.ensure_future(_stage_one(engine, doc, save_checkpoint, usage))
+    stage2 = asyncio.ensure_future(chunked.checklist(doc, None))
+    try:
+        await asyncio.wait((stage1, stage2), return_when=asyncio.FIRST_EXCEPTION)
+        if stage2.done() and stage2.exception() is not None:
+            await stage2  # raises: the summary calls still running are cancelled below
+        return await stage1, await stage2
+    finally:
+        for task in (stage1, stage2):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            elif not task.cancelled():
+                task.exception()  # retrieved: the other task's error is the one raised
 
 
 def total_usage(usage: dict[str, Any]) -> Usage:

@@ -233,7 +233,10 @@ BaseUrlOpt = Annotated[
 ConcurrencyOpt = Annotated[
     int | None,
     typer.Option(
-        min=1, help="Jobs at once in this process [env AVO_CONCURRENCY]", show_default=False
+        min=1,
+        help="Jobs at once in this process; with --engine openai also the most model "
+        "requests in flight, chunk calls of long documents included [env AVO_CONCURRENCY]",
+        show_default=False,
     ),
 ]
 LeaseOpt = Annotated[

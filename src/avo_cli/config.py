@@ -52,7 +52,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = 60.0  # seconds per model request
     lang: str | None = None  # output language of results; None follows the document
-    concurrency: int | None = None  # jobs at once in one worker; None: engine default
+    concurrency: int | None = None  # jobs (and openai requests) at once; None: engine default
     lease: float = 60.0  # seconds a claim is valid without a heartbeat
     max_attempts: int = 3
     max_bytes: int = DEFAULT_MAX_BYTES

@@ -94,3 +94,15 @@ class Engine(Protocol):
     async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult: ...
 
     async def aclose(self) -> None: ...
+
+
+class ChunkedChecklist(Protocol):
+    """An engine whose checklist of a long document does not need the summary.
+
+    The chain then runs both stages at once for such a document instead of
+    one after the other (fewer model-latency rounds for the same calls).
+    """
+
+    def checklist_without_summary(self, doc: Document) -> bool: ...
+
+    async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult: ...

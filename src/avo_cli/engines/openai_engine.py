@@ -8,11 +8,16 @@ and schemas live in ``openai_prompts``, parsing and chunking in ``openai_parse``
 Long documents (over ``context_tokens`` minus a reserve, estimated from
 characters) are split on headings, then paragraphs, then hard cuts: chunk
 summaries run concurrently and a reduce call (in rounds if needed) merges them;
-the checklist is written per chunk concurrently (each chunk also sees the
-summary) and merged by category name, so every chunk is covered.
+the checklist is written per chunk concurrently and merged by category name, so
+every chunk is covered. Chunk checklists see their own text only, not the
+summary, so the chain runs them alongside the summary calls
+(``checklist_without_summary``) instead of after the reduce.
 
-One engine (one AsyncOpenAI client, connection pool sized for the worker's
-concurrency times the per-document fan-out) is shared by all concurrent jobs.
+One engine (one AsyncOpenAI client) is shared by all concurrent jobs, and so
+is its limit of ``concurrency`` model requests in flight: the chunk calls of
+long documents and the calls of short ones queue for the same slots, so
+``--concurrency`` is what the model server sees, and one long document alone
+can use every slot.
 
 Failure policy (the worker retries ``TransientJobError`` jobs up to
 ``max_attempts`` with its own back-off):
@@ -77,6 +82,10 @@ if TYPE_CHECKING:
 PLACEHOLDER_KEY = "not-needed"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+#: room a whole-document checklist call keeps for the summary it is shown: a title,
+#: ~120 words and up to 7 key points, sized for Korean too (at most a quarter of the budget)
+SUMMARY_ALLOWANCE = 1000
+
 #: response-format modes, most structured first
 MODES = ("json_schema", "json_object", "prompt")
 
@@ -112,8 +121,8 @@ class OpenAIEngine:
     timeout_tries = 2
     #: longest Retry-After honoured; longer waits are cut to this
     retry_after_cap = 30.0
-    #: concurrent chunk calls of one long document
-    map_concurrency = 4
+    #: model requests in flight at once without --concurrency
+    default_concurrency = 4
     #: tokens kept free for the prompt and the answer (scaled down for small contexts)
     answer_reserve = 6000
     #: most document tokens one checklist call covers (its answer grows with them)
@@ -146,7 +155,10 @@ class OpenAIEngine:
         self._secret = api_key or ""
         self._mode = MODES[0]
         self._openai = openai
-        pool = max(64, 4 * (concurrency or 16))
+        self.request_limit = max(1, concurrency or self.default_concurrency)
+        # one engine serves one event loop (so does its client's connection pool)
+        self._slots = asyncio.Semaphore(self.request_limit)
+        pool = max(64, self.request_limit)
         self._http = openai.DefaultAsyncHttpx2Client(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
             timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
@@ -205,20 +217,15 @@ class OpenAIEngine:
             draft = await self._structured(system, summary_user(doc.text), stage, usage)
             return StageResult(draft=draft, usage=usage)
         total = len(chunks)
-        sem = asyncio.Semaphore(self.map_concurrency)
 
         async def one(index: int, chunk: str) -> dict[str, Any]:
-            async with sem:
-                return await self._structured(
-                    system, summary_user(chunk, (index, total)), stage, usage
-                )
+            return await self._structured(system, summary_user(chunk, (index, total)), stage, usage)
 
         partials = list(await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1))))
         reduce_system = system_prompt(REDUCE_SYSTEM, self.lang)
 
         async def merge(group: list[dict[str, Any]]) -> dict[str, Any]:
-            async with sem:
-                return await self._structured(reduce_system, reduce_user(group), stage, usage)
+            return await self._structured(reduce_system, reduce_user(group), stage, usage)
 
         # partial summaries too long for one reduce call are merged in rounds
         while len(partials) > 1 and estimate_tokens(reduce_user(partials)) > self.chunk_budget:
@@ -229,27 +236,38 @@ class OpenAIEngine:
         draft = await merge(partials)
         return StageResult(draft=draft, usage=usage)
 
-    async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
-        stage = _Stage(CHECKLIST_SCHEMA_NAME, checklist_schema(), _checklist_model())
-        system = system_prompt(CHECKLIST_SYSTEM, self.lang)
-        summary_dict = dict(summary)
+    @property
+    def checklist_budget(self) -> int:
         # a checklist is as long as the rules it covers: bound the text per call so the
         # answer stays well inside a model's output limit, not only the context window
-        budget = min(self.chunk_budget, self.checklist_chunk_tokens)
+        return min(self.chunk_budget, self.checklist_chunk_tokens)
+
+    def checklist_without_summary(self, doc: Document) -> bool:
+        """True when the checklist is written in chunks, which do not see the summary.
+
+        A summary of the whole document helps one checklist call over the whole
+        document; a chunk's call has its own part in full. Not waiting for the
+        summary's map and reduce rounds lets the chain run both stages at once.
+        """
+        budget = self.checklist_budget
+        return estimate_tokens(doc.text) > budget - min(SUMMARY_ALLOWANCE, budget // 4)
+
+    async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
+        stage = _Stage(CHECKLIST_SCHEMA_NAME, checklist_schema(), _checklist_model())
+        system = system_prompt(CHECKLIST_SYSTEM, self.lang)
         usage = Usage()
-        summary_cost = estimate_tokens(str(summary_dict))
-        if estimate_tokens(doc.text) + summary_cost <= budget:
-            user = checklist_user(doc.text, summary_dict)
+        if not self.checklist_without_summary(doc):
+            if summary is None:
+                raise ValueError("a checklist over the whole document needs its summary")
+            user = checklist_user(doc.text, dict(summary))
             draft = await self._structured(system, user, stage, usage)
             return StageResult(draft=draft, usage=usage)
-        chunks = split_document(doc.text, max(16, budget - summary_cost))
+        chunks = split_document(doc.text, self.checklist_budget)
         total = len(chunks)
-        sem = asyncio.Semaphore(self.map_concurrency)
 
         async def one(index: int, chunk: str) -> dict[str, Any]:
-            async with sem:
-                user = checklist_user(chunk, summary_dict, (index, total))
-                return await self._structured(system, user, stage, usage)
+            user = checklist_user(chunk, None, (index, total) if total > 1 else None)
+            return await self._structured(system, user, stage, usage)
 
         parts = await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks, 1)))
         return StageResult(draft=merge_checklists(list(parts)), usage=usage)
@@ -386,12 +404,13 @@ class OpenAIEngine:
                     # the typed arguments): the SDK's recursive TypedDict transform of
                     # messages and schema costs ~2 ms of CPU per request, which caps
                     # throughput at high concurrency. Our dicts are already wire format.
-                    return await self._client.chat.completions.create(
-                        model=self.model,
-                        messages=[],
-                        timeout=self.timeout,
-                        extra_body={"messages": messages, **kwargs},
-                    )
+                    async with self._slots:  # held per try, not during a back-off
+                        return await self._client.chat.completions.create(
+                            model=self.model,
+                            messages=[],
+                            timeout=self.timeout,
+                            extra_body={"messages": messages, **kwargs},
+                        )
         except oa.APIStatusError as exc:
             raise self._status_error(exc, kwargs, made) from None
         except oa.APIConnectionError as exc:

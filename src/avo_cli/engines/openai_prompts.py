@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
 SUMMARY_SCHEMA_NAME = "guideline_summary"
 CHECKLIST_SCHEMA_NAME = "guideline_checklist"
@@ -185,15 +185,17 @@ def reduce_user(partials: list[dict[str, Any]]) -> str:
 
 
 def checklist_user(
-    text: str | None, summary: dict[str, Any], part: tuple[int, int] | None = None
+    text: str | None, summary: dict[str, Any] | None, part: tuple[int, int] | None = None
 ) -> str:
+    """The checklist request; ``summary`` is None for a chunk of a long document."""
     lines = ["Write the checklist for this guideline document."]
     if part:
         lines.append(PARTIAL_CHECKLIST_NOTE.format(index=part[0], total=part[1]))
-    summary_json = json.dumps(summary, ensure_ascii=False)
-    lines.append(
-        f"Summary of the whole document (for context):\n<summary>\n{summary_json}\n</summary>"
-    )
+    if summary is not None:
+        summary_json = json.dumps(summary, ensure_ascii=False)
+        lines.append(
+            f"Summary of the whole document (for context):\n<summary>\n{summary_json}\n</summary>"
+        )
     if text is None:
         lines.append(
             "The full document did not fit; base the checklist on the summary's key points."
