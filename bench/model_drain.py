@@ -9,7 +9,16 @@ figure is printed with its ratio to the two baselines of the same run:
 * the latency ideal: jobs x 2 calls x latency / concurrency;
 * a bare AsyncOpenAI loop making the same calls at the same concurrency, both
   in this process (no start-up) and as a whole process of its own (python
-  start-up and ``import openai`` included, like ``avo work``).
+  start-up and ``import openai`` included, like ``avo work``); for 4 x 16 also
+  four such processes of 16, started at once, as the four workers are.
+
+Two floors explain what is left. The *job-slot floor*, ceil(jobs / N) x 2 x
+latency, is what any worker reaches that runs N jobs at once, each job's two
+calls in turn, when every call takes the same time (jobs finish in waves: 200
+jobs at 32 is 7 waves, 3.50 s, against an ideal of 3.125 s). avo holds a
+quarter more jobs than request slots, so its floor is the *request floor*
+ceil(2 x jobs / N) x latency (13 rounds, 3.25 s). And ``avo work`` starts by
+importing openai, whatever it drains.
 
 avo's wall time is the whole process (start-up, imports, SQLite, engine);
 the "drain" column is from its first claim to its last result (read from
@@ -24,6 +33,7 @@ import argparse
 import asyncio
 import inspect
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -47,9 +57,20 @@ BARE_PROCESS = "\n".join(
 )
 
 
-def bare_process(url: str, jobs: int, conc: int, env: dict[str, str]) -> float:
+def bare_process(url: str, jobs: int, conc: int, env: dict[str, str], procs: int = 1) -> float:
+    """Wall time of ``procs`` bare-loop processes started at once, ``jobs / procs`` each."""
+    cmd = [PYTHON, "-c", BARE_PROCESS, url, str(jobs // procs), str(conc)]
     t0 = time.perf_counter()
-    run([PYTHON, "-c", BARE_PROCESS, url, str(jobs), str(conc)], env)
+    running = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(procs)]
+    for proc in running:
+        if proc.wait(timeout=600) != 0:
+            raise SystemExit(f"the bare loop exited {proc.returncode}")
+    return time.perf_counter() - t0
+
+
+def import_openai(env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    run([PYTHON, "-c", "import openai"], env)
     return time.perf_counter() - t0
 
 
@@ -101,23 +122,29 @@ def main() -> int:
     setups = [(1, 8), (1, 32), (1, 64), (4, 16)]
     with workdir() as tmp, fake_server(lat) as url:
         print(f"  fake server {url} in its own process")
+        env = bench_env(tmp)
+        imports = sorted(import_openai(env) for _ in range(5))[2]
+        print(f"  python -c 'import openai' as a process: {imports:.2f}s (median of 5)")
         print(
-            f"  {'setup':<8}{'ideal':>7}{'bare':>7}{'bare+':>7}{'avo':>7}{'drain':>7}"
-            f"{'ideal/avo':>10}{'avo/bare+':>10}{'drain/bare':>11}"
+            f"  {'setup':<7}{'ideal':>7}{'floor':>7}{'bare':>7}{'bare+':>7}{'avo':>7}{'drain':>7}"
+            f"{'avo/ideal':>10}{'drain/ideal':>12}{'avo/bare+':>10}"
         )
         splits: list[tuple[str, float, float, float, float]] = []
         for procs, conc in setups:
             total = procs * conc
             ideal = jobs * 2 * lat / total
+            floor = math.ceil(2 * jobs / total) * lat  # request floor, see the docstring
             bare = asyncio.run(bare_loop(url, jobs, total))
-            bare_p = bare_process(url, jobs, total, bench_env(tmp))
+            bare_p = bare_process(url, jobs, total, env)
+            bare_4 = bare_process(url, jobs, conc, env, procs) if procs > 1 else bare_p
             r = avo_drain(url, tmp, jobs, procs, conc)
-            eff, vs_bare, drain_vs = ideal / r["wall"], r["wall"] / bare_p, r["drain"] / bare
+            eff, drain_eff = ideal / r["wall"], ideal / r["drain"]
             name = f"{procs}x{conc}" if procs > 1 else f"{conc}"
             splits.append((name, r["wall"], r["drain"], bare, bare_p))
             print(
-                f"  {name:<8}{ideal:>6.2f}s{bare:>6.2f}s{bare_p:>6.2f}s{r['wall']:>6.2f}s"
-                f"{r['drain']:>6.2f}s{eff * 100:>9.0f}%{vs_bare:>9.2f}x{drain_vs:>10.2f}x"
+                f"  {name:<7}{ideal:>6.2f}s{floor:>6.2f}s{bare:>6.2f}s{bare_p:>6.2f}s"
+                f"{r['wall']:>6.2f}s{r['drain']:>6.2f}s{eff:>9.0%}{drain_eff:>11.0%}"
+                f"{r['wall'] / bare_p:>9.2f}x"
             )
             ok &= verdict(
                 f"{name}: all {jobs} jobs completed, 2 calls each",
@@ -125,24 +152,46 @@ def main() -> int:
                 f"{r['done']} jobs, {int(r['calls'])} calls",
             )
             if total <= 32:
-                ok &= verdict(f"{name}: >= 85 % of the latency ideal", eff >= 0.85, f"{eff:.0%}")
-            else:
+                ok &= verdict(
+                    f"{name}: the drain >= 85 % of the latency ideal", drain_eff >= 0.85,
+                    f"{drain_eff:.0%} (floor {ideal / floor:.0%})",
+                )  # fmt: skip
+                best = ideal / (floor + imports)
+                ok &= verdict(
+                    f"{name}: the whole process >= 85 % of the latency ideal",
+                    eff >= 0.85,
+                    f"{eff:.0%}; request floor + import openai allow at most {best:.0%}",
+                )
+            elif procs == 1:
                 ok &= verdict(
                     f"{name}: within 1.15x of the bare loop (both whole processes)",
-                    vs_bare <= 1.15,
-                    f"{vs_bare:.2f}x",
+                    r["wall"] / bare_p <= 1.15,
+                    f"{r['wall'] / bare_p:.2f}x",
+                )
+            else:
+                ok &= verdict(
+                    f"{name}: within 1.15x of {procs} bare processes x {conc}",
+                    r["wall"] / bare_4 <= 1.15,
+                    f"{r['wall'] / bare_4:.2f}x ({bare_4:.2f}s; one bare process x {total}: "
+                    f"{r['wall'] / bare_p:.2f}x)",
                 )
         print(
-            "  bare = the loop inside this process; bare+ = the same loop as a process of its own"
+            "  floor = ceil(2 x jobs / N) x latency; bare = the loop inside this process;\n"
+            "  bare+ = the same loop as a process of its own (start-up and import openai);\n"
+            "  drain = avo's first claim to its last result, from the database"
         )
         print("  where avo's wall time goes, per setup:")
         for name, wall, drain, bare, bare_p in splits:
             print(
-                f"    {name:<6} start-up, imports (openai, httpx2, pydantic) and exit "
-                f"{wall - drain:5.2f}s (the bare process: {bare_p - bare:5.2f}s); "
-                f"model calls {bare:5.2f}s (the bare loop); SQLite, validation and the chain "
-                f"{drain - bare:+5.2f}s"
+                f"    {name:<6} start-up (interpreter, imports, SQLite set-up) and exit "
+                f"{wall - drain:5.2f}s (the bare process: {bare_p - bare:5.2f}s); draining "
+                f"{drain:5.2f}s against the bare loop's {bare:5.2f}s ({drain - bare:+5.2f}s: "
+                "SQLite, validation, the chain, and the jobs queued for a slot)"
             )
+        print(
+            f"  import openai alone costs {imports:.2f}s as a process; at 32 the request floor\n"
+            "  plus that import leave no avo work process room to reach 85 % of the ideal."
+        )
     return 0 if ok else 1
 
 

@@ -1,6 +1,7 @@
 """Drains the queue: claim, run the chain, complete; leases, signals, back-off.
 
-One asyncio loop runs up to ``concurrency`` jobs. A single heartbeat task
+One asyncio loop runs up to ``concurrency`` jobs (a quarter more with an
+engine that queues its own model requests, see ``jobs_ahead``). A single heartbeat task
 renews every lease this worker holds in one statement and learns which jobs
 were lost (taken over after a pause) or cancelled; those tasks are cancelled
 and their results never written. SIGINT/SIGTERM only set a flag: the worker
@@ -76,6 +77,17 @@ class SilentReporter:
 
     def stopped(self) -> None:
         pass
+
+
+def jobs_ahead(engine: Engine, concurrency: int) -> int:
+    """Jobs held beyond ``concurrency`` when the engine bounds its own requests.
+
+    The OpenAI engine keeps at most ``concurrency`` requests in flight. With only
+    that many jobs, a slot freed by one job's last call waits for the next claim
+    and first call, and jobs finish in waves; a few jobs queued for a slot keep
+    every slot busy (200 two-call jobs at 32 slots: 14 latency rounds -> 13).
+    """
+    return concurrency // 4 if getattr(engine, "request_limit", None) else 0
 
 
 def make_owner() -> str:
@@ -164,6 +176,7 @@ class Worker:
         claimed = 0
         idle = IDLE_MIN
         limit = max(1, self.opts.concurrency)
+        limit += jobs_ahead(self.engine, limit)
         while not self._stop.is_set():
             if self.opts.max_jobs is not None and claimed >= self.opts.max_jobs:
                 break
