@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import socket
 import subprocess
 import sys
@@ -329,6 +330,41 @@ def test_html_page_points_at_the_base_url(server: FakeOpenAI) -> None:
     with pytest.raises(PermanentJobError, match="check --base-url"):
         run_summary(make_engine(server))
     assert len(server.chat_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type", "expected"),
+    [
+        ('{"choices": []}', TransientJobError, "returned no choices"),
+        ('{"choices": [{}], "usage": null}', TransientJobError, "no valid guideline_summary"),
+        ('{"choices": [{"message": null}]}', TransientJobError, "no valid guideline_summary"),
+        ('{"choices": [{"message": {"content": 7}}]}', TransientJobError, "no valid"),
+        ('{"choices": "yes"}', PermanentJobError, "check --base-url"),
+        ('["not", "an", "object"]', PermanentJobError, "check --base-url"),
+        ('{"choices": [{"message": {"refusal": "no"}}]}', PermanentJobError, "refused"),
+    ],
+)
+def test_odd_completion_bodies_end_in_a_job_error(
+    server: FakeOpenAI, body: str, error_type: type[Exception], expected: str
+) -> None:
+    """Whatever JSON a server sends, the job ends in a clear job error, never a crash."""
+    server.default = raw(body, content_type="application/json")
+    with pytest.raises(error_type, match=expected):
+        run_summary(make_engine(server))
+
+
+def test_odd_usage_counts_are_not_trusted(server: FakeOpenAI) -> None:
+    from fake_openai import answer_for
+
+    def reply(body: dict[str, Any]) -> Any:
+        answer = json.dumps(answer_for(body))
+        usage = {"prompt_tokens": "12", "completion_tokens": True}
+        completion = {"choices": [{"message": {"content": answer}}], "usage": usage}
+        return raw(json.dumps(completion), content_type="application/json")
+
+    server.default = reply
+    result = run_summary(make_engine(server))
+    assert result.usage.as_dict() == {"prompt_tokens": 0, "completion_tokens": 0, "calls": 1}
 
 
 def test_connection_refused_is_transient() -> None:
