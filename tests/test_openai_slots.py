@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from avo_cli.chain import ChainOutcome, run_chain
 from avo_cli.engines.base import Document
 from avo_cli.engines.openai_engine import OpenAIEngine
-from avo_cli.errors import PermanentJobError
+from avo_cli.errors import PermanentJobError, TransientJobError
 from conftest import RunAvo, status_json, submit_ids
 from fake_openai import FakeOpenAI, Recorded, Reply, error, schema_name
 
@@ -171,6 +171,53 @@ def test_failed_summary_stops_the_checklist_at_once(server: FakeOpenAI) -> None:
     assert "summary" not in caught.value.usage  # stage 1 never finished
 
 
+def test_transient_checklist_failure_keeps_the_summary(server: FakeOpenAI) -> None:
+    """The job will be retried: stage 1 finishes and is checkpointed, so the retry skips it."""
+    from fake_openai import server_error
+
+    def reply(body: dict[str, Any]) -> Reply:
+        if schema_name(body) == "guideline_checklist":
+            return server_error()
+        return Reply(delay=0.5)
+
+    server.default = reply
+    engine = make_engine(server, concurrency=32)
+    engine.request_tries = 1
+    saved: list[str] = []
+
+    async def go() -> ChainOutcome:
+        try:
+            return await run_chain(engine, doc(long_doc()), None, saved.append)
+        finally:
+            await engine.aclose()
+
+    with pytest.raises(TransientJobError, match="kept failing") as caught:
+        asyncio.run(go())
+    assert len(saved) == 1 and json.loads(saved[0])["summary"]["title"] == "Big Guide"
+    assert caught.value.usage["summary"]["calls"] == sum(
+        1 for r in server.chat_requests if not is_checklist(r)
+    )
+
+
+def test_cancelling_the_job_cancels_both_stages(server: FakeOpenAI) -> None:
+    """A job cancelled mid-flight (lease lost, avo cancel, grace over) ends cancelled, with
+    no stage left running."""
+    server.latency = 5.0
+    engine = make_engine(server, concurrency=32)
+
+    async def go() -> None:
+        job = asyncio.ensure_future(run_chain(engine, doc(long_doc()), None, None))
+        while server.in_flight < 4:
+            await asyncio.sleep(0.01)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        await engine.aclose()
+
+    asyncio.run(go())
+
+
 def test_checkpointed_summary_skips_stage_one(server: FakeOpenAI) -> None:
     summary = {"title": "Big Guide", "content": "From the checkpoint.", "key_points": ["x"]}
     checkpoint = json.dumps({"summary": summary, "usage": {"calls": 3}})
@@ -234,3 +281,42 @@ def test_worker_queues_a_few_jobs_for_the_slots(
     assert started[4] < first_done  # the fifth job was claimed up front, waiting for a slot
     assert started[5] > first_done  # no more than that: 4 + 4 // 4
     assert [status_json(run_avo, i)["status"] for i in ids] == ["completed"] * 10
+
+
+def test_a_cancel_during_the_clean_up_still_cancels_the_job() -> None:
+    """Stage 2 fails, and while stage 1 winds down the job itself is cancelled: the job
+    must end cancelled (released or marked cancelled), not with stage 2's error."""
+    from avo_cli.engines.base import StageResult, SummaryDraft
+
+    class SlowToStop:
+        source, model, checkpoints, max_concurrency = "t", "t", True, 4
+
+        def cache_key(self) -> None:
+            return None
+
+        def checklist_without_summary(self, doc: Document) -> bool:
+            return True
+
+        async def summarize(self, doc: Document) -> StageResult:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)  # a stage that takes a moment to wind down
+                raise
+            raise AssertionError("not cancelled")
+
+        async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
+            await asyncio.sleep(0.05)
+            raise PermanentJobError("checklist rejected")
+
+        async def aclose(self) -> None:
+            return None
+
+    async def go() -> None:
+        job = asyncio.ensure_future(run_chain(SlowToStop(), doc(SHORT), None, None))
+        await asyncio.sleep(0.15)  # stage 2 has failed; stage 1 is winding down
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    asyncio.run(go())

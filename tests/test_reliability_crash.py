@@ -272,7 +272,10 @@ def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path, reliability
             conn.close()
             return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
 
-        async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+        def checklist_without_summary(self, doc: Document) -> bool:
+            return False
+
+        async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
             calls.append("checklist")
             return StageResult({"categories": []})
 
@@ -324,7 +327,10 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(
             await asyncio.sleep(1.0)  # several leases long
             return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
 
-        async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+        def checklist_without_summary(self, doc: Document) -> bool:
+            return False
+
+        async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
             calls.append("checklist")
             return StageResult({"categories": []})
 

@@ -9,20 +9,12 @@ contract (empty items and categories dropped, text trimmed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from avo_cli.engines.base import (
-    ChunkedChecklist,
-    Document,
-    Engine,
-    StageResult,
-    SummaryDraft,
-    Usage,
-)
+from avo_cli.engines.base import Document, Engine, StageResult, SummaryDraft, Usage
 from avo_cli.errors import JobError, PermanentJobError
 
 MAX_KEY_POINTS = 7
@@ -134,9 +126,8 @@ async def _run_stages(
             summary = None  # a damaged checkpoint costs one stage-1 call, nothing more
     if summary is not None:
         stage2 = await engine.checklist(doc, summary)
-    elif getattr(engine, "checklist_without_summary", _never)(doc):
-        chunked = cast(ChunkedChecklist, engine)
-        summary, stage2 = await _both_at_once(chunked, engine, doc, save_checkpoint, usage)
+    elif engine.checklist_without_summary(doc):
+        summary, stage2 = await _both_at_once(engine, doc, save_checkpoint, usage)
     else:
         summary = await _stage_one(engine, doc, save_checkpoint, usage)
         stage2 = await engine.checklist(doc, summary)
@@ -164,37 +155,35 @@ async def _stage_one(
     return summary
 
 
-def _never(doc: Document) -> bool:
-    return False
-
-
 async def _both_at_once(
-    chunked: ChunkedChecklist,
     engine: Engine,
     doc: Document,
     save_checkpoint: Callable[[str], None] | None,
     usage: dict[str, Any],
 ) -> tuple[SummaryDraft, StageResult]:
-    """Stage 1 and a summary-free stage 2 concurrently; the first failure stops both.
+    """Stage 1 and a summary-free stage 2 at once.
 
-    Stage 1 starts first so its calls queue for the engine's request slots ahead
-    of the checklist's; its checkpoint is still saved the moment it is done.
+    Stage 1 starts first, so its calls queue for the engine's request slots ahead
+    of the checklist's, and it is checkpointed the moment it is done. A failure of
+    stage 1, or a permanent one of stage 2, cancels the other stage; after a
+    transient stage-2 failure stage 1 finishes and is checkpointed first, so the
+    job's retry does not pay for the summary again.
     """
     stage1 = asyncio.ensure_future(_stage_one(engine, doc, save_checkpoint, usage))
-    stage2 = asyncio.ensure_future(chunked.checklist(doc, None))
+    stage2 = asyncio.ensure_future(engine.checklist(doc, None))
     try:
         await asyncio.wait((stage1, stage2), return_when=asyncio.FIRST_EXCEPTION)
-        if stage2.done() and stage2.exception() is not None:
-            await stage2  # raises: the summary calls still running are cancelled below
+        failed = stage2.done() and stage2.exception()
+        if failed:
+            if isinstance(failed, JobError) and failed.transient:
+                await asyncio.wait((stage1,))
+            await stage2  # raises the checklist's error
         return await stage1, await stage2
     finally:
         for task in (stage1, stage2):
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-            elif not task.cancelled():
-                task.exception()  # retrieved: the other task's error is the one raised
+            task.cancel()  # no-op for a finished task
+        # retrieves every outcome; a cancellation of this job itself still propagates
+        await asyncio.gather(stage1, stage2, return_exceptions=True)
 
 
 def total_usage(usage: dict[str, Any]) -> Usage:

@@ -91,18 +91,11 @@ class Engine(Protocol):
 
     async def summarize(self, doc: Document) -> StageResult: ...
 
-    async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult: ...
-
-    async def aclose(self) -> None: ...
-
-
-class ChunkedChecklist(Protocol):
-    """An engine whose checklist of a long document does not need the summary.
-
-    The chain then runs both stages at once for such a document instead of
-    one after the other (fewer model-latency rounds for the same calls).
-    """
-
-    def checklist_without_summary(self, doc: Document) -> bool: ...
+    def checklist_without_summary(self, doc: Document) -> bool:
+        """True when ``checklist`` will not use the summary for this document (it is
+        written in parts), so the chain may run both stages at once."""
+        ...
 
     async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult: ...
+
+    async def aclose(self) -> None: ...

@@ -430,7 +430,10 @@ class LocalEngine:
             draft = summarize_text(doc.text, doc.source)
         return StageResult(draft=draft, usage=Usage())
 
-    async def checklist(self, doc: Document, summary: SummaryDraft) -> StageResult:
+    def checklist_without_summary(self, doc: Document) -> bool:
+        return False  # CPU-bound: nothing to overlap
+
+    async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
         if len(doc.text) > _THREAD_THRESHOLD:
             import asyncio
 
