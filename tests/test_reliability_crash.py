@@ -149,6 +149,32 @@ def test_signal_finishes_in_flight_job_within_grace(
     account(isolated, ids, reliability)
 
 
+def test_signal_hands_back_jobs_still_waiting_for_a_request_slot(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    """--concurrency 4 holds a fifth job for a request slot; on SIGINT that job, which
+    has cost nothing yet, goes straight back to the queue instead of taking a slot the
+    four running jobs need for their second calls within the grace period."""
+    ids = submit(write_docs(tmp_path / "docs", 5))
+    with TaggedServer(latency=1.5) as fake:
+        w = spawn(*worker_args(fake.url, "--concurrency", "4", "--grace", "20"), env=openai_env())
+        with reaped(w):
+            wait_until(lambda: fake.calls >= 4, what="four model calls in flight")
+            wait_until(
+                lambda: jobs_by_status(isolated) == {"processing": 5}, what="the fifth job held"
+            )
+            os.kill(w.pid, signal.SIGINT)
+            reliability.faults += 1
+            _, err = w.communicate(timeout=60)
+        assert w.returncode == 130, err
+        assert "Traceback" not in err
+    assert jobs_by_status(isolated) == {"completed": 4, "pending": 1}
+    held = [event_id for event_id in ids if job(isolated, event_id)["status"] == "pending"]
+    assert job(isolated, held[0])["attempts"] == 0  # handed back, not counted as a try
+    assert fake.calls == 8  # the held job never sent a request
+    account(isolated, ids, reliability)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_grace_shorter_than_the_job_hands_it_back(
     tmp_path: Path, isolated: Path, reliability: Figures, sig: signal.Signals

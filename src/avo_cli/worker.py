@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from avo_cli.chain import run_chain, total_usage
-from avo_cli.engines.base import Document, Engine
+from avo_cli.engines.base import Document, Engine, JobMarks, job_marks
 from avo_cli.errors import AvoError, ExitCode, JobError
 from avo_cli.store.base import ClaimedJob, Store
 
@@ -79,15 +79,17 @@ class SilentReporter:
         pass
 
 
-def jobs_ahead(engine: Engine, concurrency: int) -> int:
+def jobs_ahead(engine: Engine) -> int:
     """Jobs held beyond ``concurrency`` when the engine bounds its own requests.
 
-    The OpenAI engine keeps at most ``concurrency`` requests in flight. With only
+    The OpenAI engine keeps at most ``request_limit`` requests in flight. With only
     that many jobs, a slot freed by one job's last call waits for the next claim
     and first call, and jobs finish in waves; a few jobs queued for a slot keep
     every slot busy (200 two-call jobs at 32 slots: 14 latency rounds -> 13).
+    Held jobs that have not sent a request are handed back at once on a stop.
     """
-    return concurrency // 4 if getattr(engine, "request_limit", None) else 0
+    limit = getattr(engine, "request_limit", None)
+    return limit // 4 if isinstance(limit, int) else 0
 
 
 def make_owner() -> str:
@@ -105,6 +107,7 @@ class Worker:
         self.owner = make_owner()
         self.by_status: dict[str, int] = {}  # how this worker's jobs ended
         self.inflight: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self.marks: dict[int, JobMarks] = {}  # of in-flight jobs, kept by the engine
         self.lost: set[int] = set()  # seqs whose lease is gone: write nothing for them
         self.cancelled: set[int] = set()
         self.stop_signal: int | None = None
@@ -175,8 +178,7 @@ class Worker:
     async def _drain(self) -> None:
         claimed = 0
         idle = IDLE_MIN
-        limit = max(1, self.opts.concurrency)
-        limit += jobs_ahead(self.engine, limit)
+        limit = max(1, self.opts.concurrency) + jobs_ahead(self.engine)
         while not self._stop.is_set():
             if self.opts.max_jobs is not None and claimed >= self.opts.max_jobs:
                 break
@@ -247,7 +249,8 @@ class Worker:
             self._listener.exception()  # a failed wait is only a missed wake-up: keep polling
 
     def _start(self, job: ClaimedJob) -> None:
-        task = asyncio.create_task(self._process(job))
+        marks = self.marks[job.seq] = JobMarks()
+        task = asyncio.create_task(self._process(job, marks))
         self.inflight[job.seq] = (job, task)
         task.add_done_callback(lambda t: self._forget(job.seq, t))
 
@@ -256,10 +259,18 @@ class Worker:
         entry = self.inflight.get(seq)
         if entry is not None and entry[1] is task:
             del self.inflight[seq]
+            self.marks.pop(seq, None)
 
     async def _shutdown(self) -> None:
         if not self.inflight:
             return
+        if jobs_ahead(self.engine):
+            # Jobs held for a request slot have cost nothing yet: hand them back now
+            # rather than spend the grace period (and slots) starting them.
+            for seq, (_, task) in self.inflight.items():
+                marks = self.marks.get(seq)
+                if marks is not None and not marks.requested:
+                    task.cancel()
         tasks = [t for _, t in self.inflight.values()]
         _, pending = await asyncio.wait(tasks, timeout=self.opts.grace)
         for task in pending:
@@ -269,7 +280,8 @@ class Worker:
 
     # --- one job ---------------------------------------------------------------
 
-    async def _process(self, job: ClaimedJob) -> None:
+    async def _process(self, job: ClaimedJob, marks: JobMarks) -> None:
+        job_marks.set(marks)  # this task's context: the engine marks its first request
         started = time.monotonic()
         self.reporter.claimed(job)
         status, detail = "failed", ""

@@ -8,6 +8,7 @@ trusted to write. Everything derivable (``word_count``, item ids,
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -62,6 +63,18 @@ class Document:
     text: str
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobMarks:
+    """What an engine tells the worker about the job it runs (see ``job_marks``)."""
+
+    #: a model request of this job has taken a request slot: it costs money now
+    requested: bool = False
+
+
+#: The running job's marks, set by the worker in each job's task (child tasks share it).
+job_marks: ContextVar[JobMarks | None] = ContextVar("avo_job_marks", default=None)
 
 
 @dataclass

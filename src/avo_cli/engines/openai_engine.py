@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from avo_cli.engines.base import Document, StageResult, SummaryDraft, Usage
+from avo_cli.engines.base import Document, StageResult, SummaryDraft, Usage, job_marks
 from avo_cli.engines.openai_parse import AnswerError, estimate_tokens, parse_answer, split_document
 from avo_cli.engines.openai_prompts import (
     CHECKLIST_SCHEMA_NAME,
@@ -410,6 +410,8 @@ class OpenAIEngine:
                     # call, which caps throughput at high concurrency. Status errors,
                     # auth and timeouts are the client's as before.
                     async with self._slots:  # held per try, not during a back-off
+                        if (marks := job_marks.get()) is not None:
+                            marks.requested = True
                         response = await self._client.post(
                             "/chat/completions",
                             cast_to=self._httpx2.Response,
