@@ -200,7 +200,8 @@ def test_fast_exit_keeps_every_line_and_the_exit_code(
     (hook / "sitecustomize.py").write_text(
         f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
     )
-    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(hook)}
+    path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": path}
     out = tmp_path / "out.jsonl"
     with out.open("w") as fh:
         proc = subprocess.run(

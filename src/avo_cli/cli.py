@@ -234,8 +234,9 @@ ConcurrencyOpt = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Jobs at once in this process; with --engine openai also the most model "
-        "requests in flight, chunk calls of long documents included [env AVO_CONCURRENCY]",
+        help="What runs at once in this worker: jobs with the local engine; with openai, "
+        "model requests (chunk calls included), a quarter more jobs held waiting for them "
+        "[env AVO_CONCURRENCY]",
         show_default=False,
     ),
 ]
