@@ -57,10 +57,27 @@ def doc(text: str, event_id: str = "e1") -> Document:
     return Document(event_id=event_id, source="guide.md", text=text)
 
 
-def chain_all(engine: OpenAIEngine, docs: list[Document], **kw: Any) -> list[ChainOutcome]:
+def chain_all(engine: OpenAIEngine, docs: list[Document]) -> list[ChainOutcome]:
+    """Run the chain on every document at once, then close the engine."""
+
     async def go() -> list[ChainOutcome]:
         try:
             return list(await asyncio.gather(*(run_chain(engine, d, None, None) for d in docs)))
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(go())
+
+
+def chain_one(
+    engine: OpenAIEngine,
+    d: Document,
+    checkpoint: str | None = None,
+    save: Callable[[str], None] | None = None,
+) -> ChainOutcome:
+    async def go() -> ChainOutcome:
+        try:
+            return await run_chain(engine, d, checkpoint, save)
         finally:
             await engine.aclose()
 
@@ -119,13 +136,7 @@ def test_chunked_checklist_runs_alongside_the_summary(server: FakeOpenAI) -> Non
     engine = make_engine(server, concurrency=32)
     saved: list[str] = []
 
-    async def go() -> ChainOutcome:
-        try:
-            return await run_chain(engine, doc(long_doc()), None, saved.append)
-        finally:
-            await engine.aclose()
-
-    outcome = asyncio.run(go())
+    outcome = chain_one(engine, doc(long_doc()), save=saved.append)
     reqs = server.chat_requests
     checklist = [r for r in reqs if is_checklist(r)]
     reduces = [r for r in reqs if is_reduce(r)]
@@ -185,14 +196,8 @@ def test_transient_checklist_failure_keeps_the_summary(server: FakeOpenAI) -> No
     engine.request_tries = 1
     saved: list[str] = []
 
-    async def go() -> ChainOutcome:
-        try:
-            return await run_chain(engine, doc(long_doc()), None, saved.append)
-        finally:
-            await engine.aclose()
-
     with pytest.raises(TransientJobError, match="kept failing") as caught:
-        asyncio.run(go())
+        chain_one(engine, doc(long_doc()), save=saved.append)
     assert len(saved) == 1 and json.loads(saved[0])["summary"]["title"] == "Big Guide"
     assert caught.value.usage["summary"]["calls"] == sum(
         1 for r in server.chat_requests if not is_checklist(r)
@@ -223,13 +228,7 @@ def test_checkpointed_summary_skips_stage_one(server: FakeOpenAI) -> None:
     checkpoint = json.dumps({"summary": summary, "usage": {"calls": 3}})
     engine = make_engine(server, concurrency=8)
 
-    async def go() -> ChainOutcome:
-        try:
-            return await run_chain(engine, doc(long_doc()), checkpoint, None)
-        finally:
-            await engine.aclose()
-
-    outcome = asyncio.run(go())
+    outcome = chain_one(engine, doc(long_doc()), checkpoint)
     assert all(is_checklist(r) for r in server.chat_requests)
     assert outcome.result["summary"]["content"] == "From the checkpoint."
 
