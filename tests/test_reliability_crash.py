@@ -156,7 +156,7 @@ def test_signal_hands_back_jobs_still_waiting_for_a_request_slot(
     has cost nothing yet, goes straight back to the queue instead of taking a slot the
     four running jobs need for their second calls within the grace period."""
     ids = submit(write_docs(tmp_path / "docs", 5))
-    with TaggedServer(latency=1.5) as fake:
+    with TaggedServer(latency=2.5) as fake:
         w = spawn(*worker_args(fake.url, "--concurrency", "4", "--grace", "20"), env=openai_env())
         with reaped(w):
             wait_until(lambda: fake.calls >= 4, what="four model calls in flight")
