@@ -342,6 +342,7 @@ def test_html_page_points_at_the_base_url(server: FakeOpenAI) -> None:
         ('{"choices": "yes"}', PermanentJobError, "check --base-url"),
         ('["not", "an", "object"]', PermanentJobError, "check --base-url"),
         ('{"choices": [{"message": {"refusal": "no"}}]}', PermanentJobError, "refused"),
+        ('{"error": {"message": "upstream 503", "code": 503}}', TransientJobError, "upstream 503"),
     ],
 )
 def test_odd_completion_bodies_end_in_a_job_error(

@@ -341,6 +341,11 @@ class OpenAIEngine:
 
     def _content(self, response: Any, usage: Usage) -> str | None:
         """The answer's text from a chat completion body (a dict, as JSON decoded it)."""
+        if isinstance(response, dict) and isinstance(response.get("error"), dict):
+            # some gateways (LiteLLM, OpenRouter) report upstream failures with a 200
+            detail = _one_line(str(response["error"].get("message") or "no message"))
+            msg = f"{self._where()} answered with an error instead of a completion: {detail}"
+            raise TransientJobError(self._scrub(msg))
         if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
             # e.g. an HTML page: a base URL that is not the API root (it usually ends in /v1)
             raise PermanentJobError(
