@@ -24,7 +24,9 @@ avo's wall time is the whole process (start-up, imports, SQLite, engine);
 the "drain" column is from its first claim to its last result (read from
 the database), i.e. without interpreter start-up and imports.
 
-Run: ``.venv/bin/python bench/model_drain.py [--jobs 200] [--latency 0.25] [--quick]``
+Run: ``.venv/bin/python bench/model_drain.py [--jobs 200] [--latency 0.25] [--quick] [--pg]``
+(``--pg`` also drains on PostgreSQL, by default the local server's ``test`` database
+as admin connection, and compares with SQLite).
 """
 
 from __future__ import annotations
@@ -86,11 +88,23 @@ def start_up_floor(env: dict[str, str]) -> tuple[float, float]:
     return interpreter, float(out.stdout)
 
 
-def avo_drain(url: str, tmp: Path, jobs: int, procs: int, conc: int) -> dict[str, float]:
-    db = tmp / f"drain-{procs}x{conc}.db"
-    env = bench_env(tmp, AVO_DB=str(db), OPENAI_API_KEY=KEY)
+def avo_drain(
+    url: str, tmp: Path, jobs: int, procs: int, conc: int, pg: str | None = None
+) -> dict[str, float]:
+    """One drain; on a fresh PostgreSQL database when ``pg`` (an admin URL) is given."""
+    if pg is None:
+        db = tmp / f"drain-{procs}x{conc}.db"
+        return _drain(url, tmp, jobs, procs, conc, str(db))
+    from pg_throughput import pg_database
+
+    with pg_database(pg) as db_url:
+        return _drain(url, tmp, jobs, procs, conc, db_url)
+
+
+def _drain(url: str, tmp: Path, jobs: int, procs: int, conc: int, db: str) -> dict[str, float]:
+    env = bench_env(tmp, AVO_DB=db, OPENAI_API_KEY=KEY)
     folder = tmp / f"docs-{procs}x{conc}"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     paths = []
     for i in range(jobs):
         p = folder / f"doc{i:04d}.md"
@@ -109,15 +123,21 @@ def avo_drain(url: str, tmp: Path, jobs: int, procs: int, conc: int) -> dict[str
         if w.returncode != 0:
             raise SystemExit(f"avo work exited {w.returncode}: {err[-2000:]}")
     wall = time.perf_counter() - t0
-    conn = sqlite3.connect(str(db))
-    done, first, last = conn.execute(
-        "SELECT count(*), min(started_at), max(finished_at) FROM jobs WHERE status = 'completed'"
-    ).fetchone()
-    calls = sum(
-        json.loads(u)["total"]["calls"]
-        for (u,) in conn.execute("SELECT usage FROM jobs WHERE status = 'completed'")
-    )
-    conn.close()
+    done_jobs = "FROM jobs WHERE status = 'completed'"
+    times = f"SELECT count(*), min(started_at), max(finished_at) {done_jobs}"
+    usages = f"SELECT usage {done_jobs}"
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as pg_conn:
+            done, first, last = pg_conn.execute(times).fetchone() or (0, 0.0, 0.0)
+            rows = pg_conn.execute(usages).fetchall()
+    else:
+        conn = sqlite3.connect(db)
+        done, first, last = conn.execute(times).fetchone()
+        rows = conn.execute(usages).fetchall()
+        conn.close()
+    calls = sum(json.loads(u)["total"]["calls"] for (u,) in rows)
     return {"wall": wall, "drain": last - first, "done": done, "calls": calls}
 
 
@@ -126,6 +146,13 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--latency", type=float, default=0.25)
     ap.add_argument("--quick", action="store_true", help="64 jobs")
+    ap.add_argument(
+        "--pg",
+        nargs="?",
+        const="postgresql://postgres@127.0.0.1:5432/test",
+        metavar="ADMIN_URL",
+        help="also drain on PostgreSQL (a fresh database per setup) and compare with SQLite",
+    )
     args = ap.parse_args()
     jobs, lat = (64 if args.quick else args.jobs), args.latency
     header(f"model-bound drain: {jobs} jobs x 2 calls, fake server latency {lat}s")
@@ -146,6 +173,7 @@ def main() -> int:
             f"{'avo/ideal':>10}{'drain/ideal':>12}{'avo/bare+':>10}"
         )
         splits: list[tuple[str, float, float, float, float]] = []
+        on_sqlite: dict[tuple[int, int], dict[str, float]] = {}
         for procs, conc in setups:
             total = procs * conc
             ideal = jobs * 2 * lat / total
@@ -153,7 +181,7 @@ def main() -> int:
             bare = asyncio.run(bare_loop(url, jobs, total))
             bare_p = bare_process(url, jobs, total, env)
             bare_4 = bare_process(url, jobs, conc, env, procs) if procs > 1 else bare_p
-            r = avo_drain(url, tmp, jobs, procs, conc)
+            r = on_sqlite[procs, conc] = avo_drain(url, tmp, jobs, procs, conc)
             eff, drain_eff = ideal / r["wall"], ideal / r["drain"]
             name = f"{procs}x{conc}" if procs > 1 else f"{conc}"
             splits.append((name, r["wall"], r["drain"], bare, bare_p))
@@ -204,6 +232,21 @@ def main() -> int:
                 f"{drain:5.2f}s against the bare loop's {bare:5.2f}s ({drain - bare:+5.2f}s: "
                 "SQLite, validation, the chain, and the jobs queued for a slot)"
             )
+        if args.pg:
+            print("  the same drains on PostgreSQL (each on a fresh database), against SQLite:")
+            for procs, conc in setups:
+                name = f"{procs}x{conc}" if procs > 1 else f"{conc}"
+                pg, sq = avo_drain(url, tmp, jobs, procs, conc, args.pg), on_sqlite[procs, conc]
+                print(
+                    f"    {name:<6} avo {pg['wall']:5.2f}s, drain {pg['drain']:5.2f}s "
+                    f"(SQLite {sq['wall']:5.2f}s / {sq['drain']:5.2f}s): drain "
+                    f"{pg['drain'] / sq['drain']:.2f}x SQLite's"
+                )
+                ok &= verdict(
+                    f"{name} on PostgreSQL: all {jobs} jobs completed, 2 calls each",
+                    pg["done"] == jobs and pg["calls"] == 2 * jobs,
+                    f"{pg['done']} jobs, {int(pg['calls'])} calls",
+                )
         print(
             "  at 32 and 64 the latency ideal is out of reach for any worker: the request\n"
             "  floor and the start-up floor alone exceed it (see the verdict lines)."
