@@ -204,6 +204,27 @@ def test_transient_checklist_failure_keeps_the_summary(server: FakeOpenAI) -> No
     )
 
 
+def test_a_permanent_summary_failure_outranks_a_transient_checklist_one(
+    server: FakeOpenAI,
+) -> None:
+    """The checklist fails transiently first, then the summary for good: the job must end
+    failed, not be retried (and pay for the summary again) up to --max-attempts."""
+    from fake_openai import server_error
+
+    def reply(body: dict[str, Any]) -> Reply:
+        if schema_name(body) == "guideline_checklist":
+            return server_error()
+        reply = error(401, "invalid key")
+        reply.delay = 0.5
+        return reply
+
+    server.default = reply
+    engine = make_engine(server, concurrency=32)
+    engine.request_tries = 1
+    with pytest.raises(PermanentJobError, match="authentication failed"):
+        chain_one(engine, doc(long_doc()))
+
+
 def test_cancelling_the_job_cancels_both_stages(server: FakeOpenAI) -> None:
     """A job cancelled mid-flight (lease lost, avo cancel, grace over) ends cancelled, with
     no stage left running."""
@@ -212,7 +233,9 @@ def test_cancelling_the_job_cancels_both_stages(server: FakeOpenAI) -> None:
 
     async def go() -> None:
         job = asyncio.ensure_future(run_chain(engine, doc(long_doc()), None, None))
+        deadline = time.monotonic() + 30
         while server.in_flight < 4:
+            assert time.monotonic() < deadline, "the chain never sent its requests"
             await asyncio.sleep(0.01)
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -288,7 +311,7 @@ def test_a_cancel_during_the_clean_up_still_cancels_the_job() -> None:
     from avo_cli.engines.base import StageResult, SummaryDraft
 
     class SlowToStop:
-        source, model, checkpoints, max_concurrency = "t", "t", True, 4
+        source, model, checkpoints, max_concurrency, marks_requests = "t", "t", True, 4, False
 
         def cache_key(self) -> None:
             return None

@@ -175,8 +175,10 @@ async def _both_at_once(
         await asyncio.wait((stage1, stage2), return_when=asyncio.FIRST_EXCEPTION)
         failed = stage2.done() and stage2.exception()
         if failed:
-            if isinstance(failed, JobError) and failed.transient:
+            if _transient(failed):
                 await asyncio.wait((stage1,))
+                if stage1.exception() is not None and not _transient(stage1.exception()):
+                    await stage1  # a permanent failure decides the job, not a transient one
             await stage2  # raises the checklist's error
         return await stage1, await stage2
     finally:
@@ -184,6 +186,10 @@ async def _both_at_once(
             task.cancel()  # no-op for a finished task
         # retrieves every outcome; a cancellation of this job itself still propagates
         await asyncio.gather(stage1, stage2, return_exceptions=True)
+
+
+def _transient(exc: BaseException | None) -> bool:
+    return isinstance(exc, JobError) and exc.transient
 
 
 def total_usage(usage: dict[str, Any]) -> Usage:
