@@ -343,6 +343,7 @@ def test_html_page_points_at_the_base_url(server: FakeOpenAI) -> None:
         ('["not", "an", "object"]', PermanentJobError, "check --base-url"),
         ('{"choices": [{"message": {"refusal": "no"}}]}', PermanentJobError, "refused"),
         ('{"error": {"message": "upstream 503", "code": 503}}', TransientJobError, "upstream 503"),
+        ('{"error": "upstream overloaded"}', TransientJobError, "upstream overloaded"),
     ],
 )
 def test_odd_completion_bodies_end_in_a_job_error(
@@ -352,6 +353,12 @@ def test_odd_completion_bodies_end_in_a_job_error(
     server.default = raw(body, content_type="application/json")
     with pytest.raises(error_type, match=expected):
         run_summary(make_engine(server))
+
+
+def test_a_gateway_error_in_a_200_is_retried_within_the_request(server: FakeOpenAI) -> None:
+    server.push(raw('{"error": {"message": "upstream hiccup"}}', content_type="application/json"))
+    assert run_summary(make_engine(server)).draft["title"] == "Code Review Guide"
+    assert len(server.chat_requests) == 2
 
 
 def test_odd_usage_counts_are_not_trusted(server: FakeOpenAI) -> None:

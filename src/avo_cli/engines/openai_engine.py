@@ -94,6 +94,10 @@ _KEY_LIKE = re.compile(r"\b(sk|sess|org|proj)-[A-Za-z0-9_\-*]{6,}")
 _SCHEMA_WORDS = ("response_format", "json_schema", "schema", "structured output", "json_object")
 
 
+class _ErrorBody(Exception):
+    """A 200 whose body is an error object (gateways report upstream failures so)."""
+
+
 class _SchemaRejected(Exception):
     """The server does not support the response format that was sent."""
 
@@ -109,6 +113,7 @@ class OpenAIEngine:
     source = "openai_gpt"
     checkpoints = True
     max_concurrency: int | None = None
+    marks_requests = True  # see ``_request``: a job is marked when a request takes a slot
 
     # --- request retry policy (attributes so tests can shrink them) ---
     #: tries per request (the first one included)
@@ -161,9 +166,11 @@ class OpenAIEngine:
         # one engine serves one event loop (so does its client's connection pool)
         self._slots = asyncio.Semaphore(self.request_limit)
         pool = max(64, self.request_limit)
+        # per request too: a float there would override the client's connect timeout
+        self._timeouts = httpx2.Timeout(timeout, connect=min(10.0, timeout))
         self._http = openai.DefaultAsyncHttpx2Client(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
-            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
+            timeout=self._timeouts,
         )
         self._client = openai.AsyncOpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
@@ -341,11 +348,6 @@ class OpenAIEngine:
 
     def _content(self, response: Any, usage: Usage) -> str | None:
         """The answer's text from a chat completion body (a dict, as JSON decoded it)."""
-        if isinstance(response, dict) and isinstance(response.get("error"), dict):
-            # some gateways (LiteLLM, OpenRouter) report upstream failures with a 200
-            detail = _one_line(str(response["error"].get("message") or "no message"))
-            msg = f"{self._where()} answered with an error instead of a completion: {detail}"
-            raise TransientJobError(self._scrub(msg))
         if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
             # e.g. an HTML page: a base URL that is not the API root (it usually ends in /v1)
             raise PermanentJobError(
@@ -421,13 +423,16 @@ class OpenAIEngine:
                             "/chat/completions",
                             cast_to=self._httpx2.Response,
                             body={"model": self.model, "messages": messages, **kwargs},
-                            options={"timeout": self.timeout},
+                            options={"timeout": self._timeouts},
                         )
                     return _json_body(response)
         except oa.APIStatusError as exc:
             raise self._status_error(exc, kwargs, made) from None
         except oa.APIConnectionError as exc:
             raise self._connection_error(exc, made) from None
+        except _ErrorBody as exc:
+            msg = f"{self._where()} answered with an error instead of a completion {_tries(made)}"
+            raise TransientJobError(self._scrub(f"{msg}: {exc}")) from None
         except (ValueError, oa.APIError) as exc:  # a truncated or malformed response body
             msg = f"{self._where()} sent a malformed response {_tries(made)} in a row"
             raise TransientJobError(f"{msg} ({type(exc).__name__})") from None
@@ -442,8 +447,9 @@ class OpenAIEngine:
             if status == 429:
                 return _error_code(exc) != "insufficient_quota"
             return status in (408, 409) or status >= 500
-        # a truncated or malformed body (JSONDecodeError is a ValueError)
-        return isinstance(exc, (ValueError, oa.APIError))
+        # a truncated or malformed body (JSONDecodeError is a ValueError), or a 200
+        # carrying an error object: both are worth another try
+        return isinstance(exc, (ValueError, oa.APIError, _ErrorBody))
 
     def _wait(self, retry_state: Any) -> float:
         import random
@@ -514,11 +520,17 @@ def _json_body(response: Any) -> Any:
     """
     content_type = response.headers.get("content-type", "")
     try:
-        return json.loads(response.content)
+        body = json.loads(response.content)
     except ValueError:
         if "json" in content_type:
             raise
         return None
+    if isinstance(body, dict) and body.get("error") and "choices" not in body:
+        # some gateways (LiteLLM, OpenRouter) report upstream failures with a 200
+        error = body["error"]
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise _ErrorBody(_one_line(str(detail or "no message")))
+    return body
 
 
 def _dict(value: Any) -> dict[str, Any]:
