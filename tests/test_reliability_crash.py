@@ -175,6 +175,46 @@ def test_signal_hands_back_jobs_still_waiting_for_a_request_slot(
     account(isolated, ids, reliability)
 
 
+def test_signal_hands_back_a_job_queued_behind_chunk_calls(
+    tmp_path: Path, isolated: Path, reliability: Figures
+) -> None:
+    """--concurrency 2 (no jobs held ahead): a long document's chunk calls fill both
+    request slots; a short job claimed meanwhile waits for a slot. On SIGINT it goes back
+    to the queue at once, while the long one keeps its grace period."""
+    sections = [
+        f"## Part {i}\n\n" + " ".join(f"w{i}x{j}" for j in range(90)) + f"\n\n- You must do {i}.\n"
+        for i in range(8)
+    ]
+    long_doc = tmp_path / "long.md"
+    long_doc.write_text("# Long\n\n" + "\n".join(sections), encoding="utf-8")
+    (long_id,) = submit([long_doc])
+    env = {**openai_env(), "AVO_CONTEXT_TOKENS": "700"}  # many chunk calls
+    with TaggedServer(latency=2.5) as fake:
+        w = spawn(*worker_args(fake.url, "--concurrency", "2", "--grace", "60"), env=env)
+        with reaped(w):
+            wait_until(lambda: fake.calls >= 2, what="both request slots taken")
+            (short_id,) = submit(write_docs(tmp_path / "docs", 1))
+            wait_until(
+                lambda: job(isolated, short_id)["status"] == "processing",
+                what="the short job claimed",
+            )
+            os.kill(w.pid, signal.SIGINT)
+            reliability.faults += 1
+            wait_until(
+                lambda: job(isolated, short_id)["status"] == "pending",
+                timeout=2.0,  # well before any slot frees (2.5 s per call)
+                what="the waiting job handed back",
+            )
+            assert job(isolated, short_id)["attempts"] == 0
+            assert job(isolated, long_id)["status"] == "processing"  # still in its grace
+            os.kill(w.pid, signal.SIGINT)  # a second signal: stop waiting
+            _, err = w.communicate(timeout=30)
+        assert w.returncode == 130, err
+        assert "Traceback" not in err
+    assert jobs_by_status(isolated) == {"pending": 2}
+    account(isolated, [long_id, short_id], reliability)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_grace_shorter_than_the_job_hands_it_back(
     tmp_path: Path, isolated: Path, reliability: Figures, sig: signal.Signals
@@ -285,7 +325,7 @@ def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path, reliability
     calls: list[str] = []
 
     class TakenOver:
-        source, model, checkpoints, max_concurrency = "t", "t", True, 1
+        source, model, checkpoints, max_concurrency, marks_requests = "t", "t", True, 1, False
 
         def cache_key(self) -> None:
             return None
@@ -343,7 +383,7 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(
     calls: list[str] = []
 
     class Slow:
-        source, model, checkpoints, max_concurrency = "t", "t", False, 4
+        source, model, checkpoints, max_concurrency, marks_requests = "t", "t", False, 4, False
 
         def cache_key(self) -> None:
             return None

@@ -264,9 +264,10 @@ class Worker:
     async def _shutdown(self) -> None:
         if not self.inflight:
             return
-        if jobs_ahead(self.engine):
-            # Jobs held for a request slot have cost nothing yet: hand them back now
-            # rather than spend the grace period (and slots) starting them.
+        if self.engine.marks_requests:
+            # Jobs still waiting for a request slot (held ahead, or queued behind long
+            # documents' chunk calls) have cost nothing yet: hand them back now rather
+            # than spend the grace period, and slots, starting them.
             for seq, (_, task) in self.inflight.items():
                 marks = self.marks.get(seq)
                 if marks is not None and not marks.requested:

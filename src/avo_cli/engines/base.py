@@ -97,6 +97,9 @@ class Engine(Protocol):
     checkpoints: bool
     #: Jobs one process may run at once; the offline engine is CPU-bound.
     max_concurrency: int | None
+    #: True when the engine sets ``job_marks`` as a job's first model request goes out,
+    #: so a stopping worker can hand back jobs still waiting for a request slot.
+    marks_requests: bool
 
     def cache_key(self) -> str | None:
         """Identity of (engine, model, prompt version) for result reuse, or None."""

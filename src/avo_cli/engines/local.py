@@ -417,6 +417,7 @@ class LocalEngine:
     model = f"avo-local-{RULES_VERSION}"
     checkpoints = False
     max_concurrency: int | None = 1
+    marks_requests = False
 
     def cache_key(self) -> str | None:
         return None
