@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from avo_cli.engines.base import Document, StageResult, SummaryDraft
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -144,3 +146,32 @@ def status_json(run: RunAvo, event_id: str, *extra: str) -> dict[str, Any]:
 @pytest.fixture
 def sample_docs() -> Iterator[list[Path]]:
     yield sorted((EXAMPLES / "guidelines").glob("*.md"))
+
+
+class StubEngine:
+    """An engine for worker and chain tests: records its calls, asks no model."""
+
+    source = model = "t"
+    checkpoints = True
+    max_concurrency: int | None = 1
+    marks_requests = False
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def cache_key(self) -> None:
+        return None
+
+    def checklist_without_summary(self, doc: Document) -> bool:
+        return False
+
+    async def summarize(self, doc: Document) -> StageResult:
+        self.calls.append("summary")
+        return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
+
+    async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
+        self.calls.append("checklist")
+        return StageResult({"categories": []})
+
+    async def aclose(self) -> None:
+        pass

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import reliability_report
+from conftest import StubEngine
 from reliability_report import (
     Figures,
     TaggedServer,
@@ -316,41 +317,25 @@ def test_lease_lost_at_the_checkpoint_ends_the_chain(isolated: Path, reliability
     import sqlite3
 
     from avo_cli.documents import validate
-    from avo_cli.engines.base import Document, StageResult, SummaryDraft
+    from avo_cli.engines.base import Document, StageResult
     from avo_cli.store.sqlite import SQLiteStore
     from avo_cli.worker import Worker, WorkerOptions
 
     store = SQLiteStore(str(isolated))
     store.enqueue([validate(b"# Guide\n- You must test.\n", "g.md", 1000)])
-    calls: list[str] = []
 
-    class TakenOver:
-        source, model, checkpoints, max_concurrency, marks_requests = "t", "t", True, 1, False
-
-        def cache_key(self) -> None:
-            return None
-
+    class TakenOver(StubEngine):
         async def summarize(self, doc: Document) -> StageResult:
-            calls.append("summary")
             conn = sqlite3.connect(isolated)  # another worker claims the job meanwhile
             with conn:
                 conn.execute("UPDATE jobs SET lease_owner = 'other-worker', attempts = 2")
             conn.close()
-            return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
+            return await super().summarize(doc)
 
-        def checklist_without_summary(self, doc: Document) -> bool:
-            return False
-
-        async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
-            calls.append("checklist")
-            return StageResult({"categories": []})
-
-        async def aclose(self) -> None:
-            pass
-
-    worker = Worker(store, TakenOver(), WorkerOptions(lease=60, max_jobs=1))  # type: ignore[arg-type]
+    engine = TakenOver()
+    worker = Worker(store, engine, WorkerOptions(lease=60, max_jobs=1))
     assert worker.run() == 0
-    assert calls == ["summary"]  # no stage-2 call for a job this worker no longer holds
+    assert engine.calls == ["summary"]  # no stage-2 call for a job this worker no longer holds
     assert worker.by_status == {"lost": 1}
     row = store.get(store.recent()[0].event_id)
     assert row.status == "processing" and row.result is None  # left to its new owner
@@ -367,7 +352,7 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(
     import asyncio
 
     from avo_cli.documents import validate
-    from avo_cli.engines.base import Document, StageResult, SummaryDraft
+    from avo_cli.engines.base import Document, StageResult
     from avo_cli.store.base import Heartbeat
     from avo_cli.store.sqlite import SQLiteStore
     from avo_cli.worker import Worker, WorkerOptions
@@ -380,33 +365,20 @@ def test_a_stalled_heartbeat_never_runs_a_job_twice_in_one_worker(
     new = validate(b"# Guide\n- You must test.\n", "g.md", 1000)
     store.enqueue([new])
     store_id = new.event_id
-    calls: list[str] = []
 
-    class Slow:
-        source, model, checkpoints, max_concurrency, marks_requests = "t", "t", False, 4, False
-
-        def cache_key(self) -> None:
-            return None
+    class Slow(StubEngine):
+        checkpoints = False
+        max_concurrency: int | None = 4
 
         async def summarize(self, doc: Document) -> StageResult:
-            calls.append("summary")
             await asyncio.sleep(1.0)  # several leases long
-            return StageResult({"title": "t", "content": "c", "key_points": ["k"]})
+            return await super().summarize(doc)
 
-        def checklist_without_summary(self, doc: Document) -> bool:
-            return False
-
-        async def checklist(self, doc: Document, summary: SummaryDraft | None) -> StageResult:
-            calls.append("checklist")
-            return StageResult({"categories": []})
-
-        async def aclose(self) -> None:
-            pass
-
+    engine = Slow()
     opts = WorkerOptions(lease=0.2, concurrency=4)
-    worker = Worker(store, Slow(), opts)  # type: ignore[arg-type]
+    worker = Worker(store, engine, opts)
     assert worker.run() == 0
-    assert calls == ["summary", "checklist"], calls
+    assert engine.calls == ["summary", "checklist"], engine.calls
     assert worker.by_status == {"completed": 1}
     assert store.recent()[0].status == "completed"
     store.close()
