@@ -361,6 +361,20 @@ def test_a_gateway_error_in_a_200_is_retried_within_the_request(server: FakeOpen
     assert len(server.chat_requests) == 2
 
 
+def test_content_sent_as_text_parts_is_joined(server: FakeOpenAI) -> None:
+    from fake_openai import answer_for
+
+    def reply(body: dict[str, Any]) -> Any:
+        answer = json.dumps(answer_for(body))
+        parts = [{"type": "text", "text": answer[:10]}, {"type": "text", "text": answer[10:]}]
+        completion = {"choices": [{"message": {"content": parts}, "finish_reason": "stop"}]}
+        return raw(json.dumps(completion), content_type="application/json")
+
+    server.default = reply
+    assert run_summary(make_engine(server)).draft["title"] == "Code Review Guide"
+    assert len(server.chat_requests) == 1  # understood at once, no repair round-trip
+
+
 def test_odd_usage_counts_are_not_trusted(server: FakeOpenAI) -> None:
     from fake_openai import answer_for
 

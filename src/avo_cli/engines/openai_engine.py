@@ -380,8 +380,7 @@ class OpenAIEngine:
             )
         if reason == "content_filter":
             raise PermanentJobError(f"model {self.model} answer was blocked by the content filter")
-        content = message.get("content")
-        return content if isinstance(content, str) else None
+        return _text_of(message.get("content"))
 
     # --- one HTTP request with retries ---------------------------------------------
 
@@ -531,6 +530,18 @@ def _json_body(response: Any) -> Any:
         detail = error.get("message") if isinstance(error, dict) else error
         raise _ErrorBody(_one_line(str(detail or "no message")))
     return body
+
+
+def _text_of(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of a list (some servers send parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+        return "".join(texts) if texts else None
+    return None
 
 
 def _dict(value: Any) -> dict[str, Any]:
